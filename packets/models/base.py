@@ -189,7 +189,7 @@ class BandModel:
         if k.ndim == 0 or k.shape[-1] != self.dim:
             raise ValueError(f"k must have a last axis of length dim={self.dim}, got shape {k.shape}")
         shape = k.shape[:-1]
-        kk = np.ascontiguousarray(k.reshape(-1, self.dim))
+        kk = np.array(k.reshape(-1, self.dim), dtype=np.float64, order="C")  # a writable copy
         if x is None:
             xx = np.zeros_like(kk)
         else:
@@ -199,7 +199,8 @@ class BandModel:
             if x.shape[-1] != self.dim:
                 raise ValueError(f"x must have a last axis of length dim={self.dim}, got shape {x.shape}")
             try:
-                xx = np.ascontiguousarray(np.broadcast_to(x, shape + (self.dim,)).reshape(-1, self.dim))
+                xx = np.array(np.broadcast_to(x, shape + (self.dim,)).reshape(-1, self.dim), dtype=np.float64,
+                              order="C")  # fillers may shift x in place
             except ValueError:
                 raise ValueError(f"x of shape {x.shape} does not broadcast against k of shape {k.shape}") from None
         if not (np.all(np.isfinite(kk)) and np.all(np.isfinite(xx))):

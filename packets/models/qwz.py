@@ -12,6 +12,7 @@ C = [sgn(u+2) + sgn(u-2) - 2 sgn(u)]/2: -1 for 0 < u < 2, +1 for -2 < u < 0,
 import math
 
 import numba
+import numpy as np
 
 from .base import BandModel, Lattice
 
@@ -64,6 +65,6 @@ class QWZ(BandModel):
 
     def chern_exact(self):
         """Closed-form lower-band Chern number (REFERENCES §5)."""
-        sgn = lambda z: (z > 0) - (z < 0)
-        u = self.u
+        sgn = lambda z: float(np.sign(z))
+        u = float(self.u)
         return 0.5 * (sgn(u + 2) + sgn(u - 2) - 2 * sgn(u))
