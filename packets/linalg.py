@@ -287,3 +287,94 @@ def is_hermitian(h, tol):
 def eigh_numpy(h):
     """Vectorised NumPy reference (``numpy.linalg.eigh``) used by the tests."""
     return np.linalg.eigh(h)
+
+
+@numba.njit
+def expm2_apply(h, tau, chi):
+    """Apply ``exp(-i H tau)`` to a two-component ``chi`` in place (closed form).
+
+    exp(-i tau (a0 + d.sigma)) = e^{-i tau a0} [cos(tau |d|) - i sin(tau |d|) dhat.sigma],
+    exactly unitary.
+    """
+    a0 = 0.5 * (h[0, 0].real + h[1, 1].real)
+    dz = 0.5 * (h[0, 0].real - h[1, 1].real)
+    dx = h[0, 1].real
+    dy = -h[0, 1].imag
+    dn = math.sqrt(dx * dx + dy * dy + dz * dz)
+    c = math.cos(tau * dn)
+    if dn > 0.0:
+        s = math.sin(tau * dn) / dn
+    else:
+        s = tau
+    ph = complex(math.cos(tau * a0), -math.sin(tau * a0))
+    c0 = chi[0]
+    c1 = chi[1]
+    n0 = c * c0 - 1j * s * (dz * c0 + complex(dx, -dy) * c1)
+    n1 = c * c1 - 1j * s * (complex(dx, dy) * c0 - dz * c1)
+    chi[0] = ph * n0
+    chi[1] = ph * n1
+
+
+@numba.njit
+def expm_eig_apply(h, tau, chi, w, v, work, tmp):
+    """Apply ``exp(-i H tau)`` to ``chi`` in place via the Jacobi eigensystem (any N)."""
+    for i in range(h.shape[0]):
+        for j in range(h.shape[1]):
+            work[i, j] = h[i, j]
+    jacobi_eigh(work, w, v)
+    unitary_step(w, v, tau, chi, tmp)
+
+
+@numba.njit
+def expm_apply(h, tau, chi, w, v, work, tmp):
+    """Apply ``exp(-i H tau)`` to ``chi`` in place (exactly unitary), any N.
+
+    Dispatches at run time; kernel factories that know N use
+    :func:`expm_for` instead so only one branch is compiled.
+    """
+    if chi.shape[0] == 2:
+        expm2_apply(h, tau, chi)
+    else:
+        expm_eig_apply(h, tau, chi, w, v, work, tmp)
+
+
+@numba.njit
+def _eigh1(h, w, v, work):
+    w[0] = h[0, 0].real
+    v[0, 0] = 1.0
+
+
+@numba.njit
+def _eigh2w(h, w, v, work):
+    eigh2(h, w, v)
+
+
+@numba.njit
+def _eighj(h, w, v, work):
+    for i in range(h.shape[0]):
+        for j in range(h.shape[1]):
+            work[i, j] = h[i, j]
+    jacobi_eigh(work, w, v)
+
+
+@numba.njit
+def _expm2w(h, tau, chi, w, v, work, tmp):
+    expm2_apply(h, tau, chi)
+
+
+def eigh_for(n):
+    """The eigensolver ``f(h, w, v, work)`` for a compile-time size ``n``.
+
+    Closed form for n <= 2, Jacobi otherwise; kernel factories use this so
+    the Jacobi code is not compiled into two-band kernels.
+    """
+    if n == 1:
+        return _eigh1
+    if n == 2:
+        return _eigh2w
+    return _eighj
+
+
+def expm_for(n):
+    """``f(h, tau, chi, w, v, work, tmp)`` applying exp(-i h tau) for compile-time size ``n``."""
+    return _expm2w if n == 2 else expm_eig_apply

@@ -1,0 +1,95 @@
+"""Per-packet measurement context: what observables see at a record time.
+
+:func:`make_context` builds ``context(t, x, k, chi, n, P, S, C) -> ok``,
+an ``@njit`` kernel function (DESIGN.md §3) that fills the context tuple
+``C = (xd, kd, vb, cb, w, en)`` for one packet:
+
+``xd``  dx/dt (length dim) from the same equations of motion as the stepper
+``kd``  dk/dt
+``vb``  band-velocity part of dx/dt: sum_n |c_n|^2 d eps_n/dk (coherent) or
+        d(eps_n - m.B)/dk (adiabatic); xd - vb is the anomalous part
+``cb``  band amplitudes c_n = <u_n(x, k)|chi> in the instantaneous eigenbasis
+        (adiabatic: the unit vector of the packet's band)
+``w``   instantaneous band energies (ascending)
+``en``  en[0] = the packet's energy <chi|H|chi> + U(x)  (adiabatic: eps_n - m.B + U)
+
+Observables (see the ``observables`` package) are ``@njit`` functions of this
+context, so every observable sees the same numbers the dynamics uses.
+"""
+import numba
+import numpy as np
+
+from . import linalg
+from .scratch import context_layout, make_allocator
+from .eom import make_adiabatic_rates, make_coherent_rates
+
+
+def make_context_allocator(dim, nb):
+    """CPU allocator of the context tuple (layout in :mod:`packets.scratch`)."""
+    return make_allocator(context_layout(dim, nb), "cpu")
+
+
+def make_context(model, field, dynamics, orbital_moment=True):
+    """Build the context kernel for ``dynamics`` in {"coherent", "adiabatic"}."""
+    dim = model.dim
+    nb = model.nbands
+    h = model.h
+    dhdk = model.dhdk
+    potential = field.potential
+    has_u = field.has_potential
+    eigh = linalg.eigh_for(nb)
+
+    if dynamics == "coherent":
+        rates = make_coherent_rates(model, field)
+
+        @numba.njit
+        def context(t, x, k, chi, n, P, S, C):
+            xd, kd, vb, cb, w, en = C
+            hm = S[4]
+            v = S[8]
+            work = S[9]
+            dk = S[11]
+            mm = S[3][0]
+            rates(t, x, k, chi, P, S, xd, kd)
+            h(x, k, P[0], hm)
+            e = linalg.expectation(hm, chi)
+            eigh(hm, w, v, work)
+            for i in range(nb):
+                acc = 0j
+                for j in range(nb):
+                    acc += v[j, i].conjugate() * chi[j]
+                cb[i] = acc
+            dhdk(x, k, P[0], dk, work)
+            for a in range(dim):
+                linalg.sandwich(v, dk[a], mm)
+                acc = 0.0
+                for i in range(nb):
+                    acc += (cb[i].real ** 2 + cb[i].imag ** 2) * mm[i, i].real
+                vb[a] = acc
+            if has_u:
+                e += potential(x, P[2], S[14])
+            en[0] = e
+            return True
+
+        return context
+
+    if dynamics == "adiabatic":
+        rates = make_adiabatic_rates(model, field, orbital_moment)
+
+        @numba.njit
+        def context(t, x, k, chi, n, P, S, C):
+            xd, kd, vb, cb, w, en = C
+            ok, e = rates(t, x, k, n, P, S, xd, kd)
+            for a in range(dim):
+                vb[a] = S[14][a]
+            h(x, k, P[0], S[4])
+            eigh(S[4], w, S[8], S[9])
+            for i in range(nb):
+                cb[i] = 0.0
+            cb[n] = 1.0
+            en[0] = e
+            return ok
+
+        return context
+
+    raise ValueError(f"unknown dynamics {dynamics!r}; use 'coherent' or 'adiabatic'")

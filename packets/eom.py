@@ -1,0 +1,545 @@
+"""Per-packet equations of motion and integrators, written once for both backends.
+
+Everything returned by the factories here is a plain ``@numba.njit`` function
+without a signature that follows the kernel rules of DESIGN.md §3: scratch
+comes in through the tuple ``S`` built by :func:`make_scratch` (CPU) or by the
+GPU driver (``cuda.local.array``), parameters through the tuple
+``P = (p_model, p_efield, p_potential, B)`` of float64 arrays.  The factories
+close over the model's and the field's own ``@njit`` functions, so a user's
+Hamiltonian or E(t) is inlined into the compiled step, and physics that is not
+used (texture, B, U) is compiled out.
+
+Two dynamics levels (DESIGN.md §4):
+
+``coherent``
+    The packet carries a pseudospin chi over all bands of the model, in the
+    model's *orbital* basis (no Berry gauge is ever fixed).  Seed 001
+    Eqs. 8-10 and 19-21, with hbar = 1 and carrier charge q = -1::
+
+        dx/dt   = <chi| dH/dk |chi>
+        dk/dt   = q E(t) - <chi| dH/dx |chi> - grad U(x) + q (dx/dt) x B
+        i dchi/dt = H(x, k) chi
+
+    The constant parts of the energy (U(x), -qE.x) only give chi a global
+    phase and are left out of its evolution.  The anomalous velocity is not
+    put in by hand: it emerges from the inter-band coherence of chi.
+
+``adiabatic``
+    One band n per packet.  Seed 001 Eq. 43 with the phase-space Berry
+    curvatures Omega^{k k}, Omega^{k x}, Omega^{x x} (Eq. 44) and, with B,
+    seed 003 Eqs. 35-40 (orbital-moment energy eps - m.B and the phase-space
+    density factor).  All are obtained at once by solving the linear system
+    ``omega xi_dot = grad_xi H`` exactly (Gaussian elimination), where
+    xi = (x, k), H = eps_n - m_n.B + U(x) - qE.x, and the symplectic form is
+
+        omega[x_a, x_b] = q eps_abc B_c + Omega^{x_a x_b}
+        omega[x_a, k_b] = -delta_ab + Omega^{x_a k_b}
+        omega[k_a, k_b] = Omega^{k_a k_b}
+
+    This reproduces Eq. 43 term by term (check: with no texture and no B it
+    gives dk/dt = qE, dx/dt = grad eps - dk/dt x Omega, REFERENCES §0) and
+    contains D = |Pf omega| = 1 + (e/hbar) B.Omega (seed 003 Eq. 37) exactly.
+
+Integrators
+-----------
+``rk4`` (default)
+    Classical RK4 for (x, k) fused with the fourth-order *commutator-free*
+    Lie-group method of Celledoni, Marthinsen & Owren (2003) for chi: every
+    stage and the final update are products of exact exponentials
+    exp(-i H_eff tau), so |chi| = 1 to round-off however long the run (the
+    norm is conserved, not renormalised).  On (x, k) the scheme *is* classical
+    RK4.  In adiabatic mode this is plain RK4.
+``rk45``
+    The same stages are not embedded, so the adaptive option is step
+    doubling: one step of dt against two of dt/2 gives a local error
+    estimate (x, k and chi) and Richardson-extrapolated (x, k)
+    (order 5); steps adapt inside each record interval to the requested
+    tolerance.  See :func:`make_stepper`.
+"""
+import math
+
+import numba
+import numpy as np
+
+from . import bandgeom, linalg
+from . import status as st
+from .scratch import make_allocator, scratch_layout
+
+#: carrier charge (units of e); REFERENCES §0
+Q = -1.0
+
+
+@numba.njit(inline="always")
+def lorentz(xd, B, kd, dim):
+    """kd += q (xd x B) for dim = 2 (B_z only) or 3."""
+    if dim == 2:
+        kd[0] += Q * xd[1] * B[2]
+        kd[1] -= Q * xd[0] * B[2]
+    elif dim == 3:
+        kd[0] += Q * (xd[1] * B[2] - xd[2] * B[1])
+        kd[1] += Q * (xd[2] * B[0] - xd[0] * B[2])
+        kd[2] += Q * (xd[0] * B[1] - xd[1] * B[0])
+
+
+def make_scratch_allocator(dim, nb):
+    """CPU allocator of one packet's scratch tuple S (layout in :mod:`packets.scratch`).
+
+    ``S = (xs, ks, K, Hs, comb, chia, chib, w, v, work, tmp, dk, dx, ev, g, M, om, rhs,
+    x1, k1, c1, x2, k2, c2)``; the GPU driver builds the same tuple from
+    ``cuda.local.array``.
+    """
+    return make_allocator(scratch_layout(dim, nb), "cpu")
+
+
+@numba.njit
+def solve_linear(a, b, n):
+    """Solve a y = b in place (b <- y) by Gaussian elimination with partial pivoting.
+
+    ``a`` is overwritten.  Returns False when a pivot is below 1e-300 relative
+    (singular phase-space form, D = 0).
+    """
+    for c in range(n):
+        piv = c
+        best = abs(a[c, c])
+        for r in range(c + 1, n):
+            if abs(a[r, c]) > best:
+                best = abs(a[r, c])
+                piv = r
+        if best < 1e-300:
+            return False
+        if piv != c:
+            for j in range(n):
+                t = a[c, j]
+                a[c, j] = a[piv, j]
+                a[piv, j] = t
+            t = b[c]
+            b[c] = b[piv]
+            b[piv] = t
+        for r in range(c + 1, n):
+            f = a[r, c] / a[c, c]
+            if f != 0.0:
+                for j in range(c, n):
+                    a[r, j] -= f * a[c, j]
+                b[r] -= f * b[c]
+    for c in range(n - 1, -1, -1):
+        acc = b[c]
+        for j in range(c + 1, n):
+            acc -= a[c, j] * b[j]
+        b[c] = acc / a[c, c]
+    return True
+
+
+# ----------------------------------------------------------------------------
+# right-hand sides
+# ----------------------------------------------------------------------------
+
+
+def make_coherent_rates(model, field):
+    """Build ``rates(t, x, k, chi, P, S, xd, kd)``: seed 001 Eqs. 19-21.
+
+    Fills xd = <chi|dH/dk|chi> and kd = qE(t) - <chi|dH/dx|chi> - grad U +
+    q xd x B.  Returns nothing; uses S's dk, dx, work, ev, g as scratch.
+    """
+    dim = model.dim
+    dhdk = model.dhdk
+    dhdx = model.dhdx
+    efield = field.efield
+    potential = field.potential
+    textured = model.textured
+    has_u = field.has_potential
+    has_b = field.has_B
+
+    @numba.njit
+    def rates(t, x, k, chi, P, S, xd, kd):
+        pm = P[0]
+        dk = S[11]
+        dx = S[12]
+        ev = S[13]
+        g = S[14]
+        work = S[9]
+        dhdk(x, k, pm, dk, work)
+        for a in range(dim):
+            xd[a] = linalg.expectation(dk[a], chi)
+        efield(t, P[1], ev)
+        for a in range(dim):
+            kd[a] = Q * ev[a]
+        if textured:
+            dhdx(x, k, pm, dx, work)
+            for a in range(dim):
+                kd[a] -= linalg.expectation(dx[a], chi)
+        if has_u:
+            potential(x, P[2], g)
+            for a in range(dim):
+                kd[a] -= g[a]
+        if has_b:
+            lorentz(xd, P[3], kd, dim)
+
+    return rates
+
+
+def make_band_state(model, field, orbital_moment=True):
+    """Build ``band_state(t, x, k, n, P, S, grad) -> (ok, energy, D)`` for adiabatic packets.
+
+    Diagonalises H(x, k), forms the band-basis derivative matrices
+    M^lambda = V^dagger dH/dlambda V for lambda = (x_1..x_d, k_1..k_d) in
+    ``S[15]`` (eigensystem in ``S[7]``, ``S[8]``), the symplectic form
+    omega in ``S[16]`` and grad_xi of the band energy (with -m.B if B and
+    ``orbital_moment``) in ``grad`` (length 2 dim).  The external potential
+    and the electric field are *not* in ``grad``; see the adiabatic rates.
+    """
+    dim = model.dim
+    h = model.h
+    dhdk = model.dhdk
+    dhdx = model.dhdx
+    textured = model.textured
+    has_b = field.has_B and dim >= 2
+    use_m = has_b and orbital_moment
+    degtol = bandgeom.DEGTOL
+    nxi = 2 * dim
+    eigh = linalg.eigh_for(model.nbands)
+
+    @numba.njit
+    def moment_dot_b(w, M, n, B):
+        # m_n . B from the k-k band matrices (seed 003; REFERENCES §1 sign)
+        if dim == 2:
+            return bandgeom.orbital_moment(w, M[dim], M[dim + 1], n, degtol) * B[2]
+        mx = bandgeom.orbital_moment(w, M[dim + 1], M[dim + 2], n, degtol)
+        my = bandgeom.orbital_moment(w, M[dim + 2], M[dim], n, degtol)
+        mz = bandgeom.orbital_moment(w, M[dim], M[dim + 1], n, degtol)
+        return mx * B[0] + my * B[1] + mz * B[2]
+
+    @numba.njit
+    def eigen_and_matrices(x, k, P, S):
+        pm = P[0]
+        hm = S[4]
+        w = S[7]
+        v = S[8]
+        work = S[9]
+        dk = S[11]
+        dx = S[12]
+        M = S[15]
+        h(x, k, pm, hm)
+        eigh(hm, w, v, work)
+        dhdk(x, k, pm, dk, work)
+        for a in range(dim):
+            linalg.sandwich(v, dk[a], M[dim + a])
+        if textured:
+            dhdx(x, k, pm, dx, work)
+            for a in range(dim):
+                linalg.sandwich(v, dx[a], M[a])
+
+    @numba.njit
+    def band_state(t, x, k, n, P, S, grad):
+        w = S[7]
+        M = S[15]
+        om = S[16]
+        B = P[3]
+        eigen_and_matrices(x, k, P, S)
+        energy = w[n]
+        for a in range(nxi):
+            grad[a] = 0.0
+        for a in range(dim):
+            grad[dim + a] = M[dim + a][n, n].real
+            if textured:
+                grad[a] = M[a][n, n].real
+        # symplectic form (module docstring); Berry curvatures of band n
+        for i in range(nxi):
+            om[i, i] = 0.0
+            for j in range(i + 1, nxi):
+                xi_i = i < dim
+                xi_j = j < dim
+                if (not textured) and (xi_i or xi_j):
+                    c = 0.0
+                else:
+                    c = bandgeom.curvature(w, M[i], M[j], n, degtol)
+                if xi_i and (not xi_j) and (j - dim == i):
+                    c -= 1.0
+                om[i, j] = c
+                om[j, i] = -c
+        if has_b:
+            if dim == 2:
+                om[0, 1] += Q * B[2]
+                om[1, 0] -= Q * B[2]
+            else:
+                om[0, 1] += Q * B[2]
+                om[1, 0] -= Q * B[2]
+                om[1, 2] += Q * B[0]
+                om[2, 1] -= Q * B[0]
+                om[2, 0] += Q * B[1]
+                om[0, 2] -= Q * B[1]
+        if use_m:
+            mb = moment_dot_b(w, M, n, B)
+            energy -= mb
+        return energy
+
+    @numba.njit
+    def moment_gradient(x, k, n, P, S, grad, hstep):
+        # d(m.B)/dxi by fourth-order central differences (the sum-over-states
+        # moment has no cheap analytic derivative); error O(hstep^4)
+        B = P[3]
+        for a in range(nxi):
+            if a < dim and not textured:
+                continue
+            acc = 0.0
+            for s in range(4):
+                off = (-2.0, -1.0, 1.0, 2.0)[s]
+                cf = (1.0, -8.0, 8.0, -1.0)[s]
+                if a < dim:
+                    keep = x[a]
+                    x[a] = keep + off * hstep
+                    eigen_and_matrices(x, k, P, S)
+                    x[a] = keep
+                else:
+                    keep = k[a - dim]
+                    k[a - dim] = keep + off * hstep
+                    eigen_and_matrices(x, k, P, S)
+                    k[a - dim] = keep
+                acc += cf * moment_dot_b(S[7], S[15], n, B)
+            grad[a] -= acc / (12.0 * hstep)
+
+    return band_state, moment_gradient, use_m
+
+
+def make_adiabatic_rates(model, field, orbital_moment=True, moment_step=1e-4):
+    """Build ``rates(t, x, k, n, P, S, xd, kd) -> ok`` for one-band packets.
+
+    Solves omega xi_dot = grad_xi(eps_n - m.B + U - qE.x) exactly (module
+    docstring; seed 001 Eq. 43, seed 003 Eqs. 35-40).  Returns False when
+    omega is singular (the packet is then flagged).
+    """
+    dim = model.dim
+    nxi = 2 * dim
+    efield = field.efield
+    potential = field.potential
+    has_u = field.has_potential
+    band_state, moment_gradient, use_m = make_band_state(model, field, orbital_moment)
+
+    @numba.njit
+    def rates(t, x, k, n, P, S, xd, kd):
+        rhs = S[17]
+        om = S[16]
+        ev = S[13]
+        g = S[14]
+        energy = band_state(t, x, k, n, P, S, rhs)
+        if use_m:
+            # clobbers the eigensystem in S but not omega (S[16])
+            moment_gradient(x, k, n, P, S, rhs, moment_step)
+        # band-velocity part d(eps - m.B)/dk, kept for the current split
+        for a in range(dim):
+            g[a] = rhs[dim + a]
+        efield(t, P[1], ev)
+        for a in range(dim):
+            rhs[a] -= Q * ev[a]
+        if has_u:
+            u = potential(x, P[2], ev)
+            energy += u
+            for a in range(dim):
+                rhs[a] += ev[a]
+        ok = solve_linear(om, rhs, nxi)
+        # omega xi_dot = grad H, xi = (x, k)
+        for a in range(dim):
+            xd[a] = rhs[a]
+            kd[a] = rhs[dim + a]
+        return ok, energy
+
+    return rates
+
+
+# ----------------------------------------------------------------------------
+# steppers
+# ----------------------------------------------------------------------------
+
+
+def make_coherent_step(model, field):
+    """Build ``step(t, dt, x, k, chi, n, P, S) -> status`` for coherent packets.
+
+    Fourth-order commutator-free Lie-group method (Celledoni, Marthinsen &
+    Owren, Future Gener. Comput. Syst. 19, 341 (2003)) for chi, fused with
+    classical RK4 for (x, k) (module docstring)::
+
+        Y2 = exp(-i dt/2 H1) chi,                 (x, k)_2 = (x, k) + dt/2 K1
+        Y3 = exp(-i dt/2 H2) chi,                 (x, k)_3 = (x, k) + dt/2 K2
+        Y4 = exp(-i dt/2 (2 H3 - H1)) Y2,         (x, k)_4 = (x, k) + dt K3
+        chi' = exp(-i dt (-H1 + 2H2 + 2H3 + 3H4)/12) exp(-i dt (3H1 + 2H2 + 2H3 - H4)/12) chi
+
+    with H_i = H(x_i, k_i) and K_i the rates of seed 001 Eqs. 19-21 at stage i.
+    """
+    nb = model.nbands
+    dim = model.dim
+    h = model.h
+    rates = make_coherent_rates(model, field)
+    expm = linalg.expm_for(nb)
+
+    @numba.njit
+    def combine(Hs, c0, c1, c2, c3, out):
+        for i in range(nb):
+            for j in range(nb):
+                out[i, j] = c0 * Hs[0, i, j] + c1 * Hs[1, i, j] + c2 * Hs[2, i, j] + c3 * Hs[3, i, j]
+
+    @numba.njit
+    def step(t, dt, x, k, chi, n, P, S):
+        xs = S[0]
+        ks = S[1]
+        K = S[2]
+        Hs = S[3]
+        comb = S[4]
+        ca = S[5]
+        cb = S[6]
+        w = S[7]
+        v = S[8]
+        work = S[9]
+        tmp = S[10]
+        pm = P[0]
+        h2 = 0.5 * dt
+        # stage 1
+        h(x, k, pm, Hs[0])
+        rates(t, x, k, chi, P, S, K[0, 0], K[0, 1])
+        # stage 2
+        for a in range(dim):
+            xs[a] = x[a] + h2 * K[0, 0, a]
+            ks[a] = k[a] + h2 * K[0, 1, a]
+        for i in range(nb):
+            cb[i] = chi[i]
+        expm(Hs[0], h2, cb, w, v, work, tmp)
+        h(xs, ks, pm, Hs[1])
+        rates(t + h2, xs, ks, cb, P, S, K[1, 0], K[1, 1])
+        # stage 3
+        for a in range(dim):
+            xs[a] = x[a] + h2 * K[1, 0, a]
+            ks[a] = k[a] + h2 * K[1, 1, a]
+        for i in range(nb):
+            ca[i] = chi[i]
+        expm(Hs[1], h2, ca, w, v, work, tmp)
+        h(xs, ks, pm, Hs[2])
+        rates(t + h2, xs, ks, ca, P, S, K[2, 0], K[2, 1])
+        # stage 4: Y4 = exp(-i dt/2 (2 H3 - H1)) Y2
+        for a in range(dim):
+            xs[a] = x[a] + dt * K[2, 0, a]
+            ks[a] = k[a] + dt * K[2, 1, a]
+        combine(Hs, -1.0, 0.0, 2.0, 0.0, comb)
+        expm(comb, h2, cb, w, v, work, tmp)
+        h(xs, ks, pm, Hs[3])
+        rates(t + dt, xs, ks, cb, P, S, K[3, 0], K[3, 1])
+        # final update: two exact exponentials (unitary)
+        combine(Hs, 3.0 / 12.0, 2.0 / 12.0, 2.0 / 12.0, -1.0 / 12.0, comb)
+        expm(comb, dt, chi, w, v, work, tmp)
+        combine(Hs, -1.0 / 12.0, 2.0 / 12.0, 2.0 / 12.0, 3.0 / 12.0, comb)
+        expm(comb, dt, chi, w, v, work, tmp)
+        d6 = dt / 6.0
+        for a in range(dim):
+            x[a] += d6 * (K[0, 0, a] + 2.0 * K[1, 0, a] + 2.0 * K[2, 0, a] + K[3, 0, a])
+            k[a] += d6 * (K[0, 1, a] + 2.0 * K[1, 1, a] + 2.0 * K[2, 1, a] + K[3, 1, a])
+        return st.OK
+
+    return step
+
+
+def make_adiabatic_step(model, field, orbital_moment=True):
+    """Build ``step(t, dt, x, k, chi, n, P, S) -> status``: classical RK4 on (x, k).
+
+    The band index n is fixed; chi is not touched.  Returns
+    :data:`packets.status.SINGULAR` when the phase-space form is singular.
+    """
+    dim = model.dim
+    rates = make_adiabatic_rates(model, field, orbital_moment)
+
+    @numba.njit
+    def step(t, dt, x, k, chi, n, P, S):
+        xs = S[0]
+        ks = S[1]
+        K = S[2]
+        h2 = 0.5 * dt
+        ok1, e1 = rates(t, x, k, n, P, S, K[0, 0], K[0, 1])
+        for a in range(dim):
+            xs[a] = x[a] + h2 * K[0, 0, a]
+            ks[a] = k[a] + h2 * K[0, 1, a]
+        ok2, e2 = rates(t + h2, xs, ks, n, P, S, K[1, 0], K[1, 1])
+        for a in range(dim):
+            xs[a] = x[a] + h2 * K[1, 0, a]
+            ks[a] = k[a] + h2 * K[1, 1, a]
+        ok3, e3 = rates(t + h2, xs, ks, n, P, S, K[2, 0], K[2, 1])
+        for a in range(dim):
+            xs[a] = x[a] + dt * K[2, 0, a]
+            ks[a] = k[a] + dt * K[2, 1, a]
+        ok4, e4 = rates(t + dt, xs, ks, n, P, S, K[3, 0], K[3, 1])
+        if not (ok1 and ok2 and ok3 and ok4):
+            return st.SINGULAR
+        d6 = dt / 6.0
+        for a in range(dim):
+            x[a] += d6 * (K[0, 0, a] + 2.0 * K[1, 0, a] + 2.0 * K[2, 0, a] + K[3, 0, a])
+            k[a] += d6 * (K[0, 1, a] + 2.0 * K[1, 1, a] + 2.0 * K[2, 1, a] + K[3, 1, a])
+        return st.OK
+
+    return step
+
+
+def make_adaptive_advance(model, step):
+    """Wrap a fixed step into ``advance(t0, t1, dt0, tol, x, k, chi, n, P, S) -> (status, nsteps, dt)``.
+
+    Step doubling: a step of h is compared with two steps of h/2; the
+    difference (max over x, k and chi components) estimates the local error
+    of the two-half-step result, which is accepted when below ``tol`` and
+    then improved by Richardson extrapolation of (x, k)
+    (y = y_half + (y_half - y_full)/15, fifth order).  chi keeps the
+    half-step (unitary) value so its norm stays exact.  The step is adapted
+    with the usual safety factor 0.9 (err/tol)^(-1/5), limited to
+    [0.2, 4] per step, and the last step lands exactly on t1.  At most
+    2**20 steps per call; a packet that needs more is flagged
+    :data:`packets.status.SINGULAR` (the tolerance cannot be met).
+    """
+    dim = model.dim
+    nb = model.nbands
+
+    @numba.njit
+    def advance(t0, t1, dt0, tol, x, k, chi, n, P, S):
+        x1 = S[18]
+        k1 = S[19]
+        c1 = S[20]
+        x2 = S[21]
+        k2 = S[22]
+        c2 = S[23]
+        t = t0
+        hh = dt0
+        nsteps = 0
+        while t < t1 and nsteps < 1048576:
+            last = False
+            if t + hh >= t1:
+                hh = t1 - t
+                last = True
+            for a in range(dim):
+                x1[a] = x[a]
+                k1[a] = k[a]
+                x2[a] = x[a]
+                k2[a] = k[a]
+            for i in range(nb):
+                c1[i] = chi[i]
+                c2[i] = chi[i]
+            s1 = step(t, hh, x1, k1, c1, n, P, S)
+            s2 = step(t, 0.5 * hh, x2, k2, c2, n, P, S)
+            s3 = step(t + 0.5 * hh, 0.5 * hh, x2, k2, c2, n, P, S)
+            nsteps += 3
+            if s1 != st.OK or s2 != st.OK or s3 != st.OK:
+                return st.SINGULAR, nsteps, hh
+            err = 0.0
+            for a in range(dim):
+                err = max(err, abs(x2[a] - x1[a]), abs(k2[a] - k1[a]))
+            for i in range(nb):
+                err = max(err, abs(c2[i] - c1[i]))
+            if not (err == err):
+                return st.NAN, nsteps, hh
+            if err <= tol:
+                for a in range(dim):
+                    x[a] = x2[a] + (x2[a] - x1[a]) / 15.0
+                    k[a] = k2[a] + (k2[a] - k1[a]) / 15.0
+                for i in range(nb):
+                    chi[i] = c2[i]
+                t = t1 if last else t + hh
+            fac = 4.0 if err == 0.0 else min(4.0, max(0.2, 0.9 * (tol / err) ** 0.2))
+            if not last or err > tol:
+                hh = hh * fac
+        if t < t1:
+            # step budget exhausted: the tolerance cannot be met
+            return st.SINGULAR, nsteps, hh
+        return st.OK, nsteps, hh
+
+    return advance

@@ -1,0 +1,170 @@
+"""One packet over one record interval: integration steps plus stochastic events.
+
+:func:`make_packet_advance` composes the stepper of :mod:`packets.eom` with the
+event channels into a single kernel function that both drivers (CPU
+``prange`` loop, CUDA thread) call once per packet and record interval.  It is
+the only place where time stepping and events meet.
+
+Events: null collisions with a constant majorant (DESIGN.md §3)
+----------------------------------------------------------------
+Every channel c supplies a majorant rate G_c (host-computed before the run)
+and an ``apply`` kernel that accepts a *tentative* event with probability
+rate_c(state)/G_c — for Born scattering through the proposal weight of
+:mod:`scattering.born` — and, if accepted, changes the packet's state.
+Tentative events form a Poisson process of the constant total rate
+G = sum_c G_c, so the time to the next one is drawn once, -ln(u)/G, and
+carried by the packet as ``clock``.  The integration step is cut at the
+tentative-event time, so the acceptance test sees the packet's state (k, chi)
+*at that instant*: the real event rate is exactly rate_c(k(t)) even while a
+field drives k.  Null collisions were chosen over the integrated hazard
+because they need the total rate only through a bound (the exact
+out-scattering rate 1/tau(k) of a general model is a surface integral, far too
+costly to evaluate at every step), and the per-event cost is one proposal.
+
+Random numbers come from the counter-based Philox generator
+(:mod:`packets.rng`), keyed by (seed, packet id) and counted by the packet's
+tentative-event index ``ev``: stream 0 holds (channel choice, next clock) for
+event ``ev``; a channel may use stream 1 counters ``16 ev .. 16 ev + 15``
+(:func:`event_counter`).  The random stream therefore depends on nothing but
+(seed, pid, ev) — not on threads, chunking or backend.
+
+Channel kernel contract (what a channel's ``build`` returns as ``apply``)::
+
+    apply(t, x, k, chi, band, P, S, pc, key0, key1, pid, ev) -> (status, accepted, new_band)
+
+with ``pc`` the channel's float64 parameter slice.  ``apply`` may change x, k,
+chi in place (for example the scattered momentum, the side jump, the
+collapsed pseudospin) and returns the new band index (adiabatic packets).
+"""
+import math
+
+import numba
+import numpy as np
+
+from . import rng
+from . import status as st
+
+#: tentative-event randoms: stream 0 (choice, clock); channels: stream 1
+CHANNEL_STREAM = 1
+#: counters a channel may use per tentative event
+COUNTERS_PER_EVENT = 16
+
+
+@numba.njit
+def event_counter(ev, j):
+    """Philox counter of the j-th random block (j < 16) a channel may draw for tentative event ``ev``."""
+    return rng.stream_counter(CHANNEL_STREAM, ev * COUNTERS_PER_EVENT + j)
+
+
+@numba.njit
+def first_clock(key0, key1, pid, gtot):
+    """Initial time to the first tentative event, -ln(u)/G (Philox stream 0, counter 2^47)."""
+    if gtot <= 0.0:
+        return np.inf
+    u1, u2 = rng.uniforms2_53(key0, key1, pid, rng.stream_counter(0, 140737488355328))
+    return -math.log(u1) / gtot
+
+
+def compose_channels(applies, offsets, lengths):
+    """Chain channel ``apply`` kernels into ``event(c, ...)`` dispatching on index c."""
+
+    @numba.njit
+    def event_none(c, t, x, k, chi, band, P, S, key0, key1, pid, ev):
+        return st.CHANNEL, False, band
+
+    event = event_none
+    for i, (ap, off, ln) in enumerate(zip(applies, offsets, lengths)):
+        def chain(prev, ap=ap, i=i, off=off, ln=ln):
+            @numba.njit
+            def event_more(c, t, x, k, chi, band, P, S, key0, key1, pid, ev):
+                if c == i:
+                    return ap(t, x, k, chi, band, P, S, P[4][off:off + ln], key0, key1, pid, ev)
+                return prev(c, t, x, k, chi, band, P, S, key0, key1, pid, ev)
+            return event_more
+        event = chain(event)
+    return event
+
+
+def make_packet_advance(step, adaptive, event, nchan):
+    """Build ``advance_packet`` for a stepper, optional adaptive driver and channels.
+
+    ``advance_packet(t0, dt, nsteps, tol, x, k, chi, band, clock, ev, P, S, key0, key1, pid, evc)
+    -> (status, band, clock, ev, steps)`` integrates from t0 to t0 + nsteps dt.
+    ``P = (p_model, p_efield, p_potential, B, p_channels, majorants)``; ``evc``
+    (int64[2 nchan + 1]) receives accepted events per channel, band-changing
+    events per channel and the number of tentative events.
+    """
+    use_adaptive = adaptive is not None
+    has_events = nchan > 0
+    if adaptive is None:
+        @numba.njit
+        def adaptive(t0, t1, dt0, tol, x, k, chi, n, P, S):  # never called
+            return st.OK, 0, dt0
+
+    @numba.njit
+    def integrate(ta, tb, dt, tol, x, k, chi, band, P, S):
+        # advance from ta to tb (tb - ta <= dt for fixed steps)
+        if tb <= ta:
+            return st.OK, 0
+        if use_adaptive:
+            code, ns, hl = adaptive(ta, tb, dt, tol, x, k, chi, band, P, S)
+            return code, ns
+        return step(ta, tb - ta, x, k, chi, band, P, S), 1
+
+    @numba.njit
+    def advance_packet(t0, dt, nsteps, tol, x, k, chi, band, clock, ev, P, S, key0, key1, pid, evc):
+        nst = 0
+        code = st.OK
+        if not has_events:
+            if use_adaptive:
+                code, nst, hl = adaptive(t0, t0 + nsteps * dt, dt, tol, x, k, chi, band, P, S)
+                return code, band, clock, ev, nst
+            for s in range(nsteps):
+                code = step(t0 + s * dt, dt, x, k, chi, band, P, S)
+                nst += 1
+                if code != st.OK:
+                    break
+            return code, band, clock, ev, nst
+        gm = P[5]
+        gtot = 0.0
+        for c in range(gm.shape[0]):
+            gtot += gm[c]
+        nint = 1 if use_adaptive else nsteps
+        hint = nsteps * dt if use_adaptive else dt
+        for s in range(nint):
+            tcur = t0 + s * hint
+            te = t0 + (s + 1) * hint
+            while code == st.OK:
+                rem = te - tcur
+                if clock >= rem:
+                    code, ns = integrate(tcur, te, dt, tol, x, k, chi, band, P, S)
+                    nst += ns
+                    clock -= rem
+                    break
+                code, ns = integrate(tcur, tcur + clock, dt, tol, x, k, chi, band, P, S)
+                nst += ns
+                tcur = tcur + clock
+                if code != st.OK:
+                    break
+                # tentative event at tcur: pick the channel, draw the next clock
+                u1, u2 = rng.uniforms2_53(key0, key1, pid, rng.stream_counter(0, ev))
+                target = u1 * gtot
+                c = 0
+                acc = gm[0]
+                while target >= acc and c < gm.shape[0] - 1:
+                    c += 1
+                    acc += gm[c]
+                code, accepted, nb_new = event(c, tcur, x, k, chi, band, P, S, key0, key1, pid, ev)
+                evc[2 * nchan] += 1
+                if accepted:
+                    evc[c] += 1
+                    if nb_new != band:
+                        evc[nchan + c] += 1
+                band = nb_new
+                ev += 1
+                clock = -math.log(u2) / gtot
+            if code != st.OK:
+                break
+        return code, band, clock, ev, nst
+
+    return advance_packet

@@ -1,0 +1,336 @@
+"""The Simulation: composes model, ensemble, field, dynamics, channels and observables.
+
+``Simulation(...).run(t_end, record_every)`` advances the ensemble on the
+chosen backend and returns a :class:`packets.result.Result`.  The per-packet
+physics is built once by the factories of :mod:`packets.eom` and
+:mod:`packets.context`; the CPU driver (:mod:`packets.driver_cpu`) only loops.
+Compiled kernels are cached per process by what they close over (model
+fillers, field functions, dynamics, integrator, observables), so a second
+Simulation with other parameter *values* does not recompile.
+"""
+import math
+import os
+import time
+
+import numba
+import numpy as np
+
+from . import status as st
+from .context import make_context, make_context_allocator
+from . import rng
+from .driver_cpu import build_advance, compose_tally
+from .eom import make_adaptive_advance, make_adiabatic_step, make_coherent_step, make_scratch_allocator
+from .field import Field
+from .packet import compose_channels, first_clock, make_packet_advance
+from .result import Result
+
+DYNAMICS = ("coherent", "adiabatic")
+INTEGRATORS = ("rk4", "adaptive")
+BACKENDS = ("cpu",)
+
+_KERNEL_CACHE = {}
+
+
+@numba.njit
+def _init_clocks(clock, pid, key0, key1, gtot):
+    for i in range(clock.shape[0]):
+        clock[i] = first_clock(key0, key1, pid[i], gtot)
+
+
+def _obs_key(obs):
+    key = getattr(obs, "cache_key", None)
+    if callable(key):
+        return key()
+    if type(obs).__module__ == "observables.basic":
+        d = {k: (v.tobytes() if isinstance(v, np.ndarray) else
+                 tuple(e.tobytes() for e in v) if isinstance(v, list) else v) for k, v in vars(obs).items()}
+        return (type(obs).__name__, tuple(sorted(d.items())))
+    return ("id", id(obs))
+
+
+class Simulation:
+    """A Monte Carlo run of a packet ensemble.
+
+    Parameters
+    ----------
+    model : packets.models.BandModel
+    ensemble : packets.ensemble.Ensemble
+        Initial state (copied; the ensemble object is not modified).
+    field : packets.Field, optional
+        External fields (default: none).
+    dynamics : {"coherent", "adiabatic"}
+        Equations of motion (see :mod:`packets.eom`).
+    channels : sequence
+        Stochastic event channels (scattering, dephasing, relaxation, user
+        channels).  A channel is any object with a ``name`` and a method
+        ``build(sim)`` returning a dict with ``apply`` (the ``@njit`` kernel of
+        the contract in :mod:`packets.packet`), ``params`` (float64 array) and
+        ``majorant`` (the null-collision bound on its rate, 1/time); optional
+        ``cache_key()`` lets compiled kernels be reused.
+    observables : sequence
+        Objects following the protocol of the ``observables`` package.
+    dt : float
+        Time step (hbar/E0).  Checked against the model's band spread.
+    integrator : {"rk4", "adaptive"}
+        Fixed-step fourth-order scheme, or step-doubling error control with
+        local tolerance ``tol`` (then ``dt`` is the initial step).
+    tol : float
+        Local error tolerance of the adaptive integrator.
+    backend : {"cpu"}
+        "cpu": numba, parallel over packets on all cores.
+    nbatch : int
+        Number of independent packet batches for error bars (>= 2).
+    chunk : int
+        Packets per CPU work item (fixed, so results do not depend on the
+        thread count).
+    orbital_moment : bool
+        Adiabatic dynamics with B: include the orbital-moment energy -m.B
+        (seed 003 Eqs. 35-40).
+    progress : bool or None
+        tqdm progress bar: None shows it only on a terminal and only for
+        runs longer than ~2 s; False never.
+    check_dt : bool
+        Refuse a time step too large for the band spread (default True).
+    seed : int, optional
+        Seed of the event random streams (default: the ensemble's seed).  The
+        Philox key is derived from it through its own SeedSequence spawn key, so
+        it is independent of the stream that sampled the ensemble.
+    """
+
+    def __init__(self, model, ensemble, field=None, dynamics="coherent", channels=(), observables=(), dt=0.05,
+                 integrator="rk4", tol=1e-9, backend="cpu", nbatch=32, chunk=256, orbital_moment=True,
+                 progress=None, check_dt=True, seed=None):
+        if dynamics not in DYNAMICS:
+            raise ValueError(f"unknown dynamics {dynamics!r}; choose one of {DYNAMICS}")
+        if integrator not in INTEGRATORS:
+            raise ValueError(f"unknown integrator {integrator!r}; choose one of {INTEGRATORS}")
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown or unavailable backend {backend!r}; available: {BACKENDS}")
+        if not (isinstance(dt, (int, float)) and dt > 0 and math.isfinite(dt)):
+            raise ValueError(f"dt must be a positive finite number, got {dt!r}")
+        if int(nbatch) < 2:
+            raise ValueError("nbatch must be >= 2 to estimate error bars")
+        model.check()
+        self.model = model
+        field = Field(dim=model.dim) if field is None else field
+        if field.dim != model.dim:
+            raise ValueError(f"the field is {field.dim}-D but the model is {model.dim}-D; give E with {model.dim} "
+                             "components")
+        self.field = field
+        if hasattr(ensemble, "check_model"):
+            ensemble.check_model(model)
+        for name, shape in (("x", (model.dim,)), ("k", (model.dim,)), ("chi", (model.nbands,))):
+            arr = getattr(ensemble, name)
+            if arr.shape[1:] != shape:
+                raise ValueError(f"ensemble.{name} has shape {arr.shape}, expected (n,) + {shape} for this model")
+        self.dynamics = dynamics
+        self.integrator = integrator
+        self.tol = float(tol)
+        self.backend = backend
+        self.dt = float(dt)
+        self.nbatch = int(nbatch)
+        self.chunk = int(chunk)
+        self.orbital_moment = bool(orbital_moment)
+        self.progress = progress
+        self.observables = list(observables)
+        names = [o.name for o in self.observables]
+        if len(set(names)) != len(names):
+            raise ValueError(f"observable names must be unique, got {names}")
+        # state (copied)
+        self.x = np.ascontiguousarray(ensemble.x, dtype=np.float64).copy()
+        self.k = np.ascontiguousarray(ensemble.k, dtype=np.float64).copy()
+        self.chi = np.ascontiguousarray(ensemble.chi, dtype=np.complex128).copy()
+        self.band = np.ascontiguousarray(ensemble.band, dtype=np.int64).copy()
+        self.weight = np.ascontiguousarray(ensemble.weight, dtype=np.float64).copy()
+        self.status = np.ascontiguousarray(ensemble.status, dtype=np.int32).copy()
+        self.pid = np.ascontiguousarray(ensemble.pid, dtype=np.int64).copy()
+        self.seed = seed if seed is not None else getattr(ensemble, "seed", None)
+        if self.seed is None:
+            self.seed = int(np.random.SeedSequence().entropy)
+        k0, k1 = np.random.SeedSequence(self.seed, spawn_key=(7,)).generate_state(2, np.uint32)
+        self.key = (np.uint64(k0), np.uint64(k1))
+        self.channels = list(channels)
+        if np.any((self.band < 0) | (self.band >= model.nbands)):
+            raise ValueError(f"ensemble band indices must lie in [0, {model.nbands - 1}]")
+        bad = ~(np.all(np.isfinite(self.x), axis=1) & np.all(np.isfinite(self.k), axis=1)
+                & np.all(np.isfinite(self.chi), axis=1) & np.isfinite(self.weight))
+        if np.any(bad):
+            self.status[bad & (self.status == st.OK)] = st.NAN
+        self.t = 0.0
+        self.packet_steps = 0
+        self.ev = np.zeros(self.x.shape[0], dtype=np.int64)
+        self._records = []
+        if check_dt:
+            self._check_time_step()
+        self._build()
+
+    # ------------------------------------------------------------------
+    def _check_time_step(self):
+        """Refuse dt when dt * (band spread) > 1 at the ensemble's initial states."""
+        if self.model.nbands < 2 or self.dynamics != "coherent":
+            return
+        sel = np.flatnonzero(self.status == st.OK)
+        if sel.size == 0:
+            return
+        sel = sel[:: max(1, sel.size // 4096)]
+        w = self.model.energies(self.k[sel], self.x[sel])
+        spread = float(np.max(w[:, -1] - w[:, 0]))
+        if self.dt * spread > 1.0:
+            raise ValueError(f"dt = {self.dt:g} is too large for the band spread {spread:.4g} of this ensemble "
+                             f"(phase advance dt*spread = {self.dt * spread:.3g} rad per step > 1); "
+                             f"use dt <= {1.0 / spread:.3g} (or integrator='adaptive')")
+
+    def _build(self):
+        model, field = self.model, self.field
+        key = (model.h, model.dhdk, model.dhdx, model.textured, model.dim, model.nbands, field.efield,
+               field.potential, field.has_B, field.has_potential, self.dynamics, self.integrator,
+               self.orbital_moment, tuple(_obs_key(o) for o in self.observables))
+        layout = {}
+        kernels = []
+        offsets = []
+        off = 0
+        for o in self.observables:
+            nc, labels, shape, kern = o.build(model, self.dynamics)
+            layout[o.name] = (off, nc, list(labels), tuple(shape))
+            kernels.append(kern)
+            offsets.append(off)
+            off += nc
+        applies, coffs, clens, pcs, gmax, ckeys = [], [], [], [], [], []
+        coff = 0
+        names = set(layout)
+        for ch in self.channels:
+            spec = ch.build(self)
+            name = getattr(ch, "name", type(ch).__name__)
+            if not isinstance(spec, dict) or not {"apply", "params", "majorant"} <= set(spec):
+                raise TypeError(f"channel {name!r}: build(sim) must return a dict with 'apply', 'params' and "
+                                "'majorant' (see packets.packet)")
+            if not isinstance(spec["apply"], numba.core.registry.CPUDispatcher):
+                raise TypeError(f"channel {name!r}: 'apply' must be a @numba.njit function")
+            pc = np.ascontiguousarray(np.atleast_1d(np.asarray(spec["params"], dtype=np.float64)))
+            if not np.all(np.isfinite(pc)):
+                raise ValueError(f"channel {name!r}: parameters contain NaN or inf")
+            g = float(spec["majorant"])
+            if not (np.isfinite(g) and g >= 0.0):
+                raise ValueError(f"channel {name!r}: majorant rate must be finite and >= 0, got {g}")
+            applies.append(spec["apply"])
+            coffs.append(coff)
+            clens.append(pc.size)
+            pcs.append(pc)
+            gmax.append(g)
+            coff += pc.size
+            kf = getattr(ch, "cache_key", None)
+            ckeys.append((spec["apply"], pc.size) if not callable(kf) else kf())
+        nchan = len(applies)
+        self.channel_names = [getattr(ch, "name", type(ch).__name__) for ch in self.channels]
+        self.nev = 2 * nchan + 1 if nchan else 0
+        if nchan:
+            labels = ([f"accepted_{n}" for n in self.channel_names] + [f"band_change_{n}" for n in self.channel_names]
+                      + ["tentative"])
+            layout["events"] = (off, self.nev, labels, (self.nev,))
+            off += self.nev
+        self.pc = np.concatenate(pcs) if pcs else np.zeros(1)
+        self.gmax = np.array(gmax if gmax else [0.0], dtype=np.float64)
+        gtot = float(np.sum(self.gmax)) if nchan else 0.0
+        self.clock = np.full(self.x.shape[0], np.inf)
+        if nchan and gtot > 0:
+            _init_clocks(self.clock, self.pid, self.key[0], self.key[1], gtot)
+        self.layout = layout
+        self.ncomp = max(off, 1)
+        key = key + (tuple(ckeys), tuple(clens), tuple(coffs))
+        if key in _KERNEL_CACHE:
+            self._advance = _KERNEL_CACHE[key]
+            return
+        if self.dynamics == "coherent":
+            step = make_coherent_step(model, field)
+        else:
+            step = make_adiabatic_step(model, field, self.orbital_moment)
+        adaptive = make_adaptive_advance(model, step) if self.integrator == "adaptive" else None
+        event = compose_channels(applies, coffs, clens)
+        advance_packet = make_packet_advance(step, adaptive, event, nchan)
+        context = make_context(model, field, self.dynamics, self.orbital_moment)
+        tally = compose_tally(kernels, offsets)
+        adv = build_advance(advance_packet, context, tally, make_scratch_allocator(model.dim, model.nbands),
+                            make_context_allocator(model.dim, model.nbands), model.dim, model.nbands, self.ncomp,
+                            self.nev)
+        _KERNEL_CACHE[key] = adv
+        self._advance = adv
+
+    def _params(self):
+        return (self.model.params, self.field.efield_params, self.field.potential_params, self.field.B, self.pc,
+                self.gmax)
+
+    def _interval(self, nsteps):
+        out = np.zeros((self.nbatch, self.ncomp))
+        counts = np.zeros(self.nbatch, dtype=np.int64)
+        ns = self._advance(self.x, self.k, self.chi, self.band, self.weight, self.status, self.pid, self.clock, self.ev,
+                           self.t, self.dt, nsteps, self.tol, self._params(), self.key[0], self.key[1], self.nbatch,
+                           self.chunk, out, counts)
+        self.packet_steps += int(ns)
+        self.t = self.t + nsteps * self.dt
+        self._records.append((self.t, out, counts, self.field.E_at(self.t)))
+
+    # ------------------------------------------------------------------
+    def run(self, t_end, record_every=None):
+        """Advance to time ``t_end`` recording observables every ``record_every``.
+
+        ``record_every`` must be a multiple of ``dt`` (default: ``t_end``, i.e.
+        one record at the end); the state at the current time is recorded first
+        when nothing has been recorded yet.  Calling ``run`` again continues
+        from where the last run stopped.  Returns the :class:`Result` of all
+        records so far.
+        """
+        t_end = float(t_end)
+        if not t_end >= self.t:
+            raise ValueError(f"t_end = {t_end} is before the current time {self.t}")
+        span = t_end - self.t
+        record_every = span if record_every is None else float(record_every)
+        if record_every <= 0 and span > 0:
+            raise ValueError("record_every must be positive")
+        nper = int(round(record_every / self.dt)) if span > 0 else 0
+        if span > 0 and (nper < 1 or abs(nper * self.dt - record_every) > 1e-9 * max(1.0, record_every)):
+            raise ValueError(f"record_every = {record_every} must be a positive multiple of dt = {self.dt}")
+        nrec = int(round(span / record_every)) if span > 0 else 0
+        if span > 0 and abs(nrec * record_every - span) > 1e-9 * max(1.0, span):
+            raise ValueError(f"t_end - t = {span} must be a multiple of record_every = {record_every}")
+        wall0 = time.time()
+        if not self._records:
+            self._interval(0)
+        bar = None
+        try:
+            from tqdm.auto import tqdm
+            if self.progress is not False and nrec > 1:
+                bar = tqdm(total=nrec, desc=f"packets {self.dynamics}", unit="rec", delay=2.0,
+                           disable=None if self.progress is None else not self.progress, leave=False)
+        except ImportError:  # pragma: no cover - tqdm is a dependency
+            bar = None
+        for _ in range(nrec):
+            self._interval(nper)
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+        self.wall_time = time.time() - wall0
+        return self.result()
+
+    def result(self):
+        """Build the :class:`Result` of everything recorded so far."""
+        times = np.array([r[0] for r in self._records])
+        sums = np.stack([r[1] for r in self._records])
+        counts = np.stack([r[2] for r in self._records])
+        E = np.stack([r[3] for r in self._records])
+        codes, num = np.unique(self.status, return_counts=True)
+        status_counts = {st.NAMES.get(int(c), str(int(c))): int(m) for c, m in zip(codes, num)}
+        import packets
+        meta = {"model": self.model.describe(), "field": self.field.describe(), "dynamics": self.dynamics,
+                "integrator": self.integrator, "dt": self.dt, "tol": self.tol, "backend": self.backend,
+                "device": "cpu", "threads": numba.get_num_threads(), "n_packets": int(self.x.shape[0]),
+                "seed": self.seed, "packet_steps": self.packet_steps, "nbatch": self.nbatch, "chunk": self.chunk,
+                "versions": {"packets": packets.__version__, "numba": numba.__version__, "numpy": np.__version__},
+                "observables": list(self.layout),
+                "channels": self.channel_names, "majorants": self.gmax.tolist() if self.nev else []}
+        return Result(times, E, sums, self.layout, counts, status_counts, meta)
+
+    @property
+    def flagged(self):
+        """Indices of packets whose status is not OK (excluded from tallies)."""
+        return np.flatnonzero(self.status != st.OK)
