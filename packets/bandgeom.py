@@ -48,6 +48,8 @@ at) a degeneracy the results are large, as the physics says
 """
 import numba
 
+from .jit import kernel
+
 from . import linalg
 
 #: Default degeneracy tolerance: absolute, in model energy units.  Pairs of
@@ -58,7 +60,7 @@ from . import linalg
 DEGTOL = 1e-10
 
 
-@numba.njit
+@kernel
 def band_derivative_matrices(v, dh, out):
     """Band-basis derivative matrices ``out[a] = V^dagger dh[a] V``.
 
@@ -77,7 +79,7 @@ def band_derivative_matrices(v, dh, out):
         linalg.sandwich(v, dh[a], out[a])
 
 
-@numba.njit
+@kernel
 def interband_connection(w, ma, n, m, degtol):
     """Interband Berry connection ``A^a_nm = i<u_n|d_a u_m>`` for n != m.
 
@@ -100,7 +102,7 @@ def interband_connection(w, ma, n, m, degtol):
     return 1j * ma[n, m] / dw
 
 
-@numba.njit
+@kernel
 def curvature(w, ma, mb, n, degtol):
     """Abelian Berry curvature ``Omega_n^{ab}`` of band n.
 
@@ -128,7 +130,7 @@ def curvature(w, ma, mb, n, degtol):
     return -2.0 * acc
 
 
-@numba.njit
+@kernel
 def metric(w, ma, mb, n, degtol):
     """Quantum metric ``g_n^{ab} = Re<d_a u_n|(1 - P_n)|d_b u_n>`` of band n.
 
@@ -154,7 +156,7 @@ def metric(w, ma, mb, n, degtol):
     return acc
 
 
-@numba.njit
+@kernel
 def orbital_moment(w, ma, mb, n, degtol):
     """Component c of the orbital magnetic moment of band n, (a, b, c) cyclic.
 
@@ -186,7 +188,7 @@ def orbital_moment(w, ma, mb, n, degtol):
     return acc
 
 
-@numba.njit
+@kernel
 def bcp(w, ma, mb, n, degtol):
     """Berry connection polarizability ``G_n^{ab}`` of band n.
 
@@ -221,7 +223,7 @@ def bcp(w, ma, mb, n, degtol):
     return 2.0 * acc
 
 
-@numba.njit
+@kernel
 def nonabelian_curvature(w, ma, mb, lo, hi, n, m, degtol):
     """Non-Abelian Berry curvature ``F^{ab}_nm`` of the manifold [lo, hi).
 

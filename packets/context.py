@@ -17,6 +17,8 @@ Observables (see the ``observables`` package) are ``@njit`` functions of this
 context, so every observable sees the same numbers the dynamics uses.
 """
 import numba
+
+from .jit import kernel
 import numpy as np
 
 from . import linalg
@@ -42,15 +44,19 @@ def make_context(model, field, dynamics, orbital_moment=True):
     if dynamics == "coherent":
         rates = make_coherent_rates(model, field)
 
-        @numba.njit
+        @kernel
         def context(t, x, k, chi, n, P, S, C):
             xd, kd, vb, cb, w, en = C
             hm = S[4]
             v = S[8]
             work = S[9]
             dk = S[11]
-            mm = S[3][0]
-            rates(t, x, k, chi, P, S, xd, kd)
+            mm = S[3]
+            K = S[2]
+            rates(t, x, k, chi, P, S, K, 0)
+            for a in range(dim):
+                xd[a] = K[0, 0, a]
+                kd[a] = K[0, 1, a]
             h(x, k, P[0], hm)
             e = linalg.expectation(hm, chi)
             eigh(hm, w, v, work)
@@ -76,10 +82,14 @@ def make_context(model, field, dynamics, orbital_moment=True):
     if dynamics == "adiabatic":
         rates = make_adiabatic_rates(model, field, orbital_moment)
 
-        @numba.njit
+        @kernel
         def context(t, x, k, chi, n, P, S, C):
             xd, kd, vb, cb, w, en = C
-            ok, e = rates(t, x, k, n, P, S, xd, kd)
+            K = S[2]
+            ok, e = rates(t, x, k, n, P, S, K, 0)
+            for a in range(dim):
+                xd[a] = K[0, 0, a]
+                kd[a] = K[0, 1, a]
             for a in range(dim):
                 vb[a] = S[14][a]
             h(x, k, P[0], S[4])

@@ -9,6 +9,7 @@ import numba
 import numpy as np
 
 from . import status as st
+from .jit import kernel
 
 
 def compose_tally(kernels, offsets):
@@ -51,7 +52,7 @@ def build_advance(advance_packet, context, tally, alloc_scratch, alloc_context, 
     """
     norm_tol = 1e-8
 
-    @numba.njit
+    @kernel
     def run_chunk(c, X, K, CHI, BAND, W, STATUS, PID, CLOCK, EV, t0, dt, nsteps, tol, P, key0, key1, nbatch,
                   chunk, rows, crow):
         # one work item: packets [c*chunk, (c+1)*chunk); scratch allocated once

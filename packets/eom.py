@@ -59,6 +59,8 @@ Integrators
 import math
 
 import numba
+
+from .jit import kernel
 import numpy as np
 
 from . import bandgeom, linalg
@@ -69,7 +71,7 @@ from .scratch import make_allocator, scratch_layout
 Q = -1.0
 
 
-@numba.njit(inline="always")
+@kernel(inline="always")
 def lorentz(xd, B, kd, dim):
     """kd += q (xd x B) for dim = 2 (B_z only) or 3."""
     if dim == 2:
@@ -81,17 +83,32 @@ def lorentz(xd, B, kd, dim):
         kd[2] += Q * (xd[0] * B[1] - xd[1] * B[0])
 
 
+def inlined(fn):
+    """An ``inline="always"`` twin of an ``@njit`` function (model fillers, E(t), U(x)).
+
+    Numba compiles each ``@njit`` function into its own library, so calls
+    between them are real calls that marshal every array argument; on the CPU
+    that overhead dominated the two-band step.  Re-jitting the Python source
+    with IR-level inlining removes it; numba-cuda inlines device functions
+    anyway, so both backends run the same code.
+    """
+    py = getattr(fn, "py_func", None)
+    if py is None:
+        return fn
+    return kernel(py, inline="always")
+
+
 def make_scratch_allocator(dim, nb):
     """CPU allocator of one packet's scratch tuple S (layout in :mod:`packets.scratch`).
 
-    ``S = (xs, ks, K, Hs, comb, chia, chib, w, v, work, tmp, dk, dx, ev, g, M, om, rhs,
-    x1, k1, c1, x2, k2, c2)``; the GPU driver builds the same tuple from
+    ``S = (xs, ks, K, H1, comb, chia, chib, w, v, work, tmp, dk, dx, ev, g, M, om, rhs,
+    x1, k1, c1, x2, k2, c2, H2, H3, H4)``; the GPU driver builds the same tuple from
     ``cuda.local.array``.
     """
     return make_allocator(scratch_layout(dim, nb), "cpu")
 
 
-@numba.njit
+@kernel
 def solve_linear(a, b, n):
     """Solve a y = b in place (b <- y) by Gaussian elimination with partial pivoting.
 
@@ -135,22 +152,24 @@ def solve_linear(a, b, n):
 
 
 def make_coherent_rates(model, field):
-    """Build ``rates(t, x, k, chi, P, S, xd, kd)``: seed 001 Eqs. 19-21.
+    """Build ``rates(t, x, k, chi, P, S, K, j)``: seed 001 Eqs. 19-21.
 
-    Fills xd = <chi|dH/dk|chi> and kd = qE(t) - <chi|dH/dx|chi> - grad U +
-    q xd x B.  Returns nothing; uses S's dk, dx, work, ev, g as scratch.
+    Writes dx/dt = <chi|dH/dk|chi> into ``K[j, 0]`` and
+    dk/dt = qE(t) - <chi|dH/dx|chi> - grad U + q (dx/dt) x B into ``K[j, 1]``
+    (indexing, not views: creating array views in the hot loop costs
+    reference counting on the CPU).  Uses S's dk, dx, work, ev, g as scratch.
     """
     dim = model.dim
-    dhdk = model.dhdk
-    dhdx = model.dhdx
-    efield = field.efield
-    potential = field.potential
+    dhdk = inlined(model.dhdk)
+    dhdx = inlined(model.dhdx)
+    efield = inlined(field.efield)
+    potential = inlined(field.potential)
     textured = model.textured
     has_u = field.has_potential
     has_b = field.has_B
 
-    @numba.njit
-    def rates(t, x, k, chi, P, S, xd, kd):
+    @kernel(inline="always")
+    def rates(t, x, k, chi, P, S, K, j):
         pm = P[0]
         dk = S[11]
         dx = S[12]
@@ -159,20 +178,27 @@ def make_coherent_rates(model, field):
         work = S[9]
         dhdk(x, k, pm, dk, work)
         for a in range(dim):
-            xd[a] = linalg.expectation(dk[a], chi)
+            K[j, 0, a] = linalg.expectation_at(dk, a, chi)
         efield(t, P[1], ev)
         for a in range(dim):
-            kd[a] = Q * ev[a]
+            K[j, 1, a] = Q * ev[a]
         if textured:
             dhdx(x, k, pm, dx, work)
             for a in range(dim):
-                kd[a] -= linalg.expectation(dx[a], chi)
+                K[j, 1, a] -= linalg.expectation_at(dx, a, chi)
         if has_u:
             potential(x, P[2], g)
             for a in range(dim):
-                kd[a] -= g[a]
+                K[j, 1, a] -= g[a]
         if has_b:
-            lorentz(xd, P[3], kd, dim)
+            B = P[3]
+            if dim == 2:
+                K[j, 1, 0] += Q * K[j, 0, 1] * B[2]
+                K[j, 1, 1] -= Q * K[j, 0, 0] * B[2]
+            elif dim == 3:
+                K[j, 1, 0] += Q * (K[j, 0, 1] * B[2] - K[j, 0, 2] * B[1])
+                K[j, 1, 1] += Q * (K[j, 0, 2] * B[0] - K[j, 0, 0] * B[2])
+                K[j, 1, 2] += Q * (K[j, 0, 0] * B[1] - K[j, 0, 1] * B[0])
 
     return rates
 
@@ -198,7 +224,7 @@ def make_band_state(model, field, orbital_moment=True):
     nxi = 2 * dim
     eigh = linalg.eigh_for(model.nbands)
 
-    @numba.njit
+    @kernel
     def moment_dot_b(w, M, n, B):
         # m_n . B from the k-k band matrices (seed 003; REFERENCES §1 sign)
         if dim == 2:
@@ -208,7 +234,7 @@ def make_band_state(model, field, orbital_moment=True):
         mz = bandgeom.orbital_moment(w, M[dim], M[dim + 1], n, degtol)
         return mx * B[0] + my * B[1] + mz * B[2]
 
-    @numba.njit
+    @kernel
     def eigen_and_matrices(x, k, P, S):
         pm = P[0]
         hm = S[4]
@@ -228,7 +254,7 @@ def make_band_state(model, field, orbital_moment=True):
             for a in range(dim):
                 linalg.sandwich(v, dx[a], M[a])
 
-    @numba.njit
+    @kernel
     def band_state(t, x, k, n, P, S, grad):
         w = S[7]
         M = S[15]
@@ -272,7 +298,7 @@ def make_band_state(model, field, orbital_moment=True):
             energy -= mb
         return energy
 
-    @numba.njit
+    @kernel
     def moment_gradient(x, k, n, P, S, grad, hstep):
         # d(m.B)/dxi by fourth-order central differences (the sum-over-states
         # moment has no cheap analytic derivative); error O(hstep^4)
@@ -301,7 +327,10 @@ def make_band_state(model, field, orbital_moment=True):
 
 
 def make_adiabatic_rates(model, field, orbital_moment=True, moment_step=1e-4):
-    """Build ``rates(t, x, k, n, P, S, xd, kd) -> ok`` for one-band packets.
+    """Build ``rates(t, x, k, n, P, S, K, j) -> (ok, energy)`` for one-band packets.
+
+    Writes dx/dt into ``K[j, 0]`` and dk/dt into ``K[j, 1]``; leaves the
+    band velocity d(eps - m.B)/dk in ``S[14]``.
 
     Solves omega xi_dot = grad_xi(eps_n - m.B + U - qE.x) exactly (module
     docstring; seed 001 Eq. 43, seed 003 Eqs. 35-40).  Returns False when
@@ -314,8 +343,8 @@ def make_adiabatic_rates(model, field, orbital_moment=True, moment_step=1e-4):
     has_u = field.has_potential
     band_state, moment_gradient, use_m = make_band_state(model, field, orbital_moment)
 
-    @numba.njit
-    def rates(t, x, k, n, P, S, xd, kd):
+    @kernel
+    def rates(t, x, k, n, P, S, K, j):
         rhs = S[17]
         om = S[16]
         ev = S[13]
@@ -338,8 +367,8 @@ def make_adiabatic_rates(model, field, orbital_moment=True, moment_step=1e-4):
         ok = solve_linear(om, rhs, nxi)
         # omega xi_dot = grad H, xi = (x, k)
         for a in range(dim):
-            xd[a] = rhs[a]
-            kd[a] = rhs[dim + a]
+            K[j, 0, a] = rhs[a]
+            K[j, 1, a] = rhs[dim + a]
         return ok, energy
 
     return rates
@@ -366,22 +395,22 @@ def make_coherent_step(model, field):
     """
     nb = model.nbands
     dim = model.dim
-    h = model.h
+    h = inlined(model.h)
     rates = make_coherent_rates(model, field)
     expm = linalg.expm_for(nb)
 
-    @numba.njit
-    def combine(Hs, c0, c1, c2, c3, out):
+    @kernel(inline="always")
+    def combine(H1, H2, H3, H4, c1, c2, c3, c4, out):
         for i in range(nb):
             for j in range(nb):
-                out[i, j] = c0 * Hs[0, i, j] + c1 * Hs[1, i, j] + c2 * Hs[2, i, j] + c3 * Hs[3, i, j]
+                out[i, j] = c1 * H1[i, j] + c2 * H2[i, j] + c3 * H3[i, j] + c4 * H4[i, j]
 
-    @numba.njit
+    @kernel(inline="always")
     def step(t, dt, x, k, chi, n, P, S):
         xs = S[0]
         ks = S[1]
         K = S[2]
-        Hs = S[3]
+        H1 = S[3]
         comb = S[4]
         ca = S[5]
         cb = S[6]
@@ -389,42 +418,154 @@ def make_coherent_step(model, field):
         v = S[8]
         work = S[9]
         tmp = S[10]
+        H2 = S[24]
+        H3 = S[25]
+        H4 = S[26]
         pm = P[0]
         h2 = 0.5 * dt
         # stage 1
-        h(x, k, pm, Hs[0])
-        rates(t, x, k, chi, P, S, K[0, 0], K[0, 1])
-        # stage 2
+        h(x, k, pm, H1)
+        rates(t, x, k, chi, P, S, K, 0)
+        # stage 2: Y2 = exp(-i dt/2 H1) chi
         for a in range(dim):
             xs[a] = x[a] + h2 * K[0, 0, a]
             ks[a] = k[a] + h2 * K[0, 1, a]
         for i in range(nb):
             cb[i] = chi[i]
-        expm(Hs[0], h2, cb, w, v, work, tmp)
-        h(xs, ks, pm, Hs[1])
-        rates(t + h2, xs, ks, cb, P, S, K[1, 0], K[1, 1])
-        # stage 3
+        expm(H1, h2, cb, w, v, work, tmp)
+        h(xs, ks, pm, H2)
+        rates(t + h2, xs, ks, cb, P, S, K, 1)
+        # stage 3: Y3 = exp(-i dt/2 H2) chi
         for a in range(dim):
             xs[a] = x[a] + h2 * K[1, 0, a]
             ks[a] = k[a] + h2 * K[1, 1, a]
         for i in range(nb):
             ca[i] = chi[i]
-        expm(Hs[1], h2, ca, w, v, work, tmp)
-        h(xs, ks, pm, Hs[2])
-        rates(t + h2, xs, ks, ca, P, S, K[2, 0], K[2, 1])
+        expm(H2, h2, ca, w, v, work, tmp)
+        h(xs, ks, pm, H3)
+        rates(t + h2, xs, ks, ca, P, S, K, 2)
         # stage 4: Y4 = exp(-i dt/2 (2 H3 - H1)) Y2
         for a in range(dim):
             xs[a] = x[a] + dt * K[2, 0, a]
             ks[a] = k[a] + dt * K[2, 1, a]
-        combine(Hs, -1.0, 0.0, 2.0, 0.0, comb)
+        combine(H1, H2, H3, H4, -1.0, 0.0, 2.0, 0.0, comb)
         expm(comb, h2, cb, w, v, work, tmp)
-        h(xs, ks, pm, Hs[3])
-        rates(t + dt, xs, ks, cb, P, S, K[3, 0], K[3, 1])
+        h(xs, ks, pm, H4)
+        rates(t + dt, xs, ks, cb, P, S, K, 3)
         # final update: two exact exponentials (unitary)
-        combine(Hs, 3.0 / 12.0, 2.0 / 12.0, 2.0 / 12.0, -1.0 / 12.0, comb)
+        combine(H1, H2, H3, H4, 3.0 / 12.0, 2.0 / 12.0, 2.0 / 12.0, -1.0 / 12.0, comb)
         expm(comb, dt, chi, w, v, work, tmp)
-        combine(Hs, -1.0 / 12.0, 2.0 / 12.0, 2.0 / 12.0, 3.0 / 12.0, comb)
+        combine(H1, H2, H3, H4, -1.0 / 12.0, 2.0 / 12.0, 2.0 / 12.0, 3.0 / 12.0, comb)
         expm(comb, dt, chi, w, v, work, tmp)
+        d6 = dt / 6.0
+        for a in range(dim):
+            x[a] += d6 * (K[0, 0, a] + 2.0 * K[1, 0, a] + 2.0 * K[2, 0, a] + K[3, 0, a])
+            k[a] += d6 * (K[0, 1, a] + 2.0 * K[1, 1, a] + 2.0 * K[2, 1, a] + K[3, 1, a])
+        return st.OK
+
+    return step
+
+
+def make_coherent_step2(model, field):
+    """Two-band closed-form version of :func:`make_coherent_step` (DESIGN.md §3).
+
+    The same scheme (commutator-free fourth order for chi, RK4 for x, k) with
+    chi held in two complex scalars, H reduced to its d-vector and every
+    exponential the unitary closed form :func:`packets.linalg.pade2`: no
+    eigensolver and no per-stage arrays for chi.  Tested to agree with the
+    general N-band step (which it replaces for ``nbands == 2``).
+    """
+    dim = model.dim
+    h = inlined(model.h)
+    dhdk = inlined(model.dhdk)
+    dhdx = inlined(model.dhdx)
+    efield = inlined(field.efield)
+    potential = inlined(field.potential)
+    textured = model.textured
+    has_u = field.has_potential
+    has_b = field.has_B
+    pade2 = linalg.pade2
+    dvector = linalg.dvector
+
+    @kernel(inline="always")
+    def rates2(t, x, k, c0, c1, P, S, K, j):
+        pm = P[0]
+        dk = S[11]
+        dx = S[12]
+        ev = S[13]
+        g = S[14]
+        work = S[9]
+        dhdk(x, k, pm, dk, work)
+        for a in range(dim):
+            K[j, 0, a] = linalg.expectation2_at(dk, a, c0, c1)
+        efield(t, P[1], ev)
+        for a in range(dim):
+            K[j, 1, a] = Q * ev[a]
+        if textured:
+            dhdx(x, k, pm, dx, work)
+            for a in range(dim):
+                K[j, 1, a] -= linalg.expectation2_at(dx, a, c0, c1)
+        if has_u:
+            potential(x, P[2], g)
+            for a in range(dim):
+                K[j, 1, a] -= g[a]
+        if has_b:
+            B = P[3]
+            if dim == 2:
+                K[j, 1, 0] += Q * K[j, 0, 1] * B[2]
+                K[j, 1, 1] -= Q * K[j, 0, 0] * B[2]
+            elif dim == 3:
+                K[j, 1, 0] += Q * (K[j, 0, 1] * B[2] - K[j, 0, 2] * B[1])
+                K[j, 1, 1] += Q * (K[j, 0, 2] * B[0] - K[j, 0, 0] * B[2])
+                K[j, 1, 2] += Q * (K[j, 0, 0] * B[1] - K[j, 0, 1] * B[0])
+
+    @kernel(inline="always")
+    def step(t, dt, x, k, chi, n, P, S):
+        xs = S[0]
+        ks = S[1]
+        K = S[2]
+        hm = S[3]
+        pm = P[0]
+        h2 = 0.5 * dt
+        c0 = chi[0]
+        c1 = chi[1]
+        # stage 1
+        h(x, k, pm, hm)
+        d1x, d1y, d1z = dvector(hm)
+        rates2(t, x, k, c0, c1, P, S, K, 0)
+        # stage 2: Y2 = exp(-i dt/2 H1) chi
+        for a in range(dim):
+            xs[a] = x[a] + h2 * K[0, 0, a]
+            ks[a] = k[a] + h2 * K[0, 1, a]
+        b0, b1 = pade2(d1x, d1y, d1z, h2, c0, c1)
+        h(xs, ks, pm, hm)
+        d2x, d2y, d2z = dvector(hm)
+        rates2(t + h2, xs, ks, b0, b1, P, S, K, 1)
+        # stage 3: Y3 = exp(-i dt/2 H2) chi
+        for a in range(dim):
+            xs[a] = x[a] + h2 * K[1, 0, a]
+            ks[a] = k[a] + h2 * K[1, 1, a]
+        a0, a1 = pade2(d2x, d2y, d2z, h2, c0, c1)
+        h(xs, ks, pm, hm)
+        d3x, d3y, d3z = dvector(hm)
+        rates2(t + h2, xs, ks, a0, a1, P, S, K, 2)
+        # stage 4: Y4 = exp(-i dt/2 (2 H3 - H1)) Y2
+        for a in range(dim):
+            xs[a] = x[a] + dt * K[2, 0, a]
+            ks[a] = k[a] + dt * K[2, 1, a]
+        e0, e1 = pade2(2.0 * d3x - d1x, 2.0 * d3y - d1y, 2.0 * d3z - d1z, h2, b0, b1)
+        h(xs, ks, pm, hm)
+        d4x, d4y, d4z = dvector(hm)
+        rates2(t + dt, xs, ks, e0, e1, P, S, K, 3)
+        # final update: two unitary exponentials
+        c0, c1 = pade2((3.0 * d1x + 2.0 * d2x + 2.0 * d3x - d4x) / 12.0,
+                       (3.0 * d1y + 2.0 * d2y + 2.0 * d3y - d4y) / 12.0,
+                       (3.0 * d1z + 2.0 * d2z + 2.0 * d3z - d4z) / 12.0, dt, c0, c1)
+        c0, c1 = pade2((-d1x + 2.0 * d2x + 2.0 * d3x + 3.0 * d4x) / 12.0,
+                       (-d1y + 2.0 * d2y + 2.0 * d3y + 3.0 * d4y) / 12.0,
+                       (-d1z + 2.0 * d2z + 2.0 * d3z + 3.0 * d4z) / 12.0, dt, c0, c1)
+        chi[0] = c0
+        chi[1] = c1
         d6 = dt / 6.0
         for a in range(dim):
             x[a] += d6 * (K[0, 0, a] + 2.0 * K[1, 0, a] + 2.0 * K[2, 0, a] + K[3, 0, a])
@@ -443,25 +584,25 @@ def make_adiabatic_step(model, field, orbital_moment=True):
     dim = model.dim
     rates = make_adiabatic_rates(model, field, orbital_moment)
 
-    @numba.njit
+    @kernel
     def step(t, dt, x, k, chi, n, P, S):
         xs = S[0]
         ks = S[1]
         K = S[2]
         h2 = 0.5 * dt
-        ok1, e1 = rates(t, x, k, n, P, S, K[0, 0], K[0, 1])
+        ok1, e1 = rates(t, x, k, n, P, S, K, 0)
         for a in range(dim):
             xs[a] = x[a] + h2 * K[0, 0, a]
             ks[a] = k[a] + h2 * K[0, 1, a]
-        ok2, e2 = rates(t + h2, xs, ks, n, P, S, K[1, 0], K[1, 1])
+        ok2, e2 = rates(t + h2, xs, ks, n, P, S, K, 1)
         for a in range(dim):
             xs[a] = x[a] + h2 * K[1, 0, a]
             ks[a] = k[a] + h2 * K[1, 1, a]
-        ok3, e3 = rates(t + h2, xs, ks, n, P, S, K[2, 0], K[2, 1])
+        ok3, e3 = rates(t + h2, xs, ks, n, P, S, K, 2)
         for a in range(dim):
             xs[a] = x[a] + dt * K[2, 0, a]
             ks[a] = k[a] + dt * K[2, 1, a]
-        ok4, e4 = rates(t + dt, xs, ks, n, P, S, K[3, 0], K[3, 1])
+        ok4, e4 = rates(t + dt, xs, ks, n, P, S, K, 3)
         if not (ok1 and ok2 and ok3 and ok4):
             return st.SINGULAR
         d6 = dt / 6.0
@@ -490,7 +631,7 @@ def make_adaptive_advance(model, step):
     dim = model.dim
     nb = model.nbands
 
-    @numba.njit
+    @kernel
     def advance(t0, t1, dt0, tol, x, k, chi, n, P, S):
         x1 = S[18]
         k1 = S[19]

@@ -39,6 +39,8 @@ collapsed pseudospin) and returns the new band index (adiabatic packets).
 import math
 
 import numba
+
+from .jit import kernel
 import numpy as np
 
 from . import rng
@@ -50,13 +52,13 @@ CHANNEL_STREAM = 1
 COUNTERS_PER_EVENT = 16
 
 
-@numba.njit
+@kernel
 def event_counter(ev, j):
     """Philox counter of the j-th random block (j < 16) a channel may draw for tentative event ``ev``."""
     return rng.stream_counter(CHANNEL_STREAM, ev * COUNTERS_PER_EVENT + j)
 
 
-@numba.njit
+@kernel
 def first_clock(key0, key1, pid, gtot):
     """Initial time to the first tentative event, -ln(u)/G (Philox stream 0, counter 2^47)."""
     if gtot <= 0.0:
@@ -68,14 +70,14 @@ def first_clock(key0, key1, pid, gtot):
 def compose_channels(applies, offsets, lengths):
     """Chain channel ``apply`` kernels into ``event(c, ...)`` dispatching on index c."""
 
-    @numba.njit
+    @kernel
     def event_none(c, t, x, k, chi, band, P, S, key0, key1, pid, ev):
         return st.CHANNEL, False, band
 
     event = event_none
     for i, (ap, off, ln) in enumerate(zip(applies, offsets, lengths)):
         def chain(prev, ap=ap, i=i, off=off, ln=ln):
-            @numba.njit
+            @kernel
             def event_more(c, t, x, k, chi, band, P, S, key0, key1, pid, ev):
                 if c == i:
                     return ap(t, x, k, chi, band, P, S, P[4][off:off + ln], key0, key1, pid, ev)
@@ -97,11 +99,11 @@ def make_packet_advance(step, adaptive, event, nchan):
     use_adaptive = adaptive is not None
     has_events = nchan > 0
     if adaptive is None:
-        @numba.njit
+        @kernel
         def adaptive(t0, t1, dt0, tol, x, k, chi, n, P, S):  # never called
             return st.OK, 0, dt0
 
-    @numba.njit
+    @kernel
     def integrate(ta, tb, dt, tol, x, k, chi, band, P, S):
         # advance from ta to tb (tb - ta <= dt for fixed steps)
         if tb <= ta:
@@ -111,7 +113,7 @@ def make_packet_advance(step, adaptive, event, nchan):
             return code, ns
         return step(ta, tb - ta, x, k, chi, band, P, S), 1
 
-    @numba.njit
+    @kernel
     def advance_packet(t0, dt, nsteps, tol, x, k, chi, band, clock, ev, P, S, key0, key1, pid, evc):
         nst = 0
         code = st.OK

@@ -17,12 +17,15 @@ def scratch_layout(dim, nb):
     c = np.complex128
     f = np.float64
     return [
-        ("xs", (dim,), f), ("ks", (dim,), f), ("K", (4, 2, dim), f), ("Hs", (4, nb, nb), c),
+        ("xs", (dim,), f), ("ks", (dim,), f), ("K", (4, 2, dim), f), ("H1", (nb, nb), c),
         ("comb", (nb, nb), c), ("chia", (nb,), c), ("chib", (nb,), c), ("w", (nb,), f), ("v", (nb, nb), c),
         ("work", (nb, nb), c), ("tmp", (nb,), c), ("dk", (dim, nb, nb), c), ("dx", (dim, nb, nb), c),
         ("ev", (dim,), f), ("g", (dim,), f), ("M", (nxi, nb, nb), c), ("om", (nxi, nxi), f), ("rhs", (nxi,), f),
         ("x1", (dim,), f), ("k1", (dim,), f), ("c1", (nb,), c), ("x2", (dim,), f), ("k2", (dim,), f),
-        ("c2", (nb,), c),
+        ("c2", (nb,), c), ("H2", (nb, nb), c), ("H3", (nb, nb), c), ("H4", (nb, nb), c),
+        # event-channel scratch (scattering, dephasing, relaxation)
+        ("ew", (nb,), f), ("evec", (nb, nb), c), ("ek", (dim,), f), ("ebrk", (64,), np.int64),
+        ("edh", (dim, nb, nb), c), ("ec", (nb,), c),
     ]
 
 
@@ -41,7 +44,8 @@ def make_allocator(layout, target="cpu"):
     lines = ["def alloc():"]
     names = []
     for i, (name, shape, dtype) in enumerate(layout):
-        dt = "np.complex128" if np.dtype(dtype) == np.complex128 else "np.float64"
+        dt = {np.dtype(np.complex128): "np.complex128", np.dtype(np.float64): "np.float64",
+              np.dtype(np.int64): "np.int64"}[np.dtype(dtype)]
         if target == "cpu":
             lines.append(f"    a{i} = np.empty({tuple(shape)!r}, dtype={dt})")
         elif target == "cuda":
@@ -57,6 +61,6 @@ def make_allocator(layout, target="cpu"):
     exec("\n".join(lines), ns)
     fn = ns["alloc"]
     if target == "cpu":
-        return numba.njit(fn)
+        return numba.njit(error_model="numpy")(fn)
     from numba import cuda
     return cuda.jit(device=True)(fn)

@@ -19,7 +19,8 @@ from . import status as st
 from .context import make_context, make_context_allocator
 from . import rng
 from .driver_cpu import build_advance, compose_tally
-from .eom import make_adaptive_advance, make_adiabatic_step, make_coherent_step, make_scratch_allocator
+from .eom import (make_adaptive_advance, make_adiabatic_step, make_coherent_step, make_coherent_step2,
+                  make_scratch_allocator)
 from .field import Field
 from .packet import compose_channels, first_clock, make_packet_advance
 from .result import Result
@@ -241,7 +242,7 @@ class Simulation:
             self._advance = _KERNEL_CACHE[key]
             return
         if self.dynamics == "coherent":
-            step = make_coherent_step(model, field)
+            step = make_coherent_step2(model, field) if model.nbands == 2 else make_coherent_step(model, field)
         else:
             step = make_adiabatic_step(model, field, self.orbital_moment)
         adaptive = make_adaptive_advance(model, step) if self.integrator == "adaptive" else None
