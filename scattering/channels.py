@@ -1,0 +1,725 @@
+"""Event channels: elastic Born scattering, dephasing, relaxation, user channels.
+
+Every channel follows the protocol of :class:`packets.Simulation` (see
+:mod:`packets.packet`): ``build(sim)`` returns ``{"apply", "params",
+"majorant"}`` where ``apply`` is an ``@njit`` kernel
+
+    apply(t, x, k, chi, band, P, S, pc, key0, key1, pid, ev) -> (status, accepted, new_band)
+
+called at every *tentative* event of the null-collision process (rate =
+majorant).  ``apply`` accepts with probability rate(state)/majorant and
+changes the packet; its random numbers come from the packet's Philox stream
+through :func:`packets.packet.event_counter` ``(ev, j)``, so they depend only
+on (seed, packet id, event index).  Scratch: the ``ew, evec, ek, ebrk, edh,
+ec`` entries (27-32) of the stepper scratch tuple plus the stepper's own
+arrays, which are free between steps (:mod:`packets.scratch`).
+
+Rules (documented for users in docs/scattering.md)
+--------------------------------------------------
+ElasticScattering
+    Born rate W = 2 pi R^(k - k') |<u_m(k')|u_n(k)>|^2 delta(eps_n - eps_m')
+    (seed 002 Eqs. 4.14-4.15), sampled without bias by
+    :mod:`scattering.born`.  *Adiabatic* packets: band n -> m, k -> k'.
+    *Coherent* packets (chi = sum_n c_n u_n(k)): the energy shell is chosen
+    with the Born-rule probability |c_n|^2 (components at different energies
+    scatter onto different shells and lose their mutual coherence in the
+    disorder average); the incoming state is chi projected on the bands
+    within ``coherence_window`` of that energy, psi_in, and the Born amplitude
+    <u_m(k')|psi_in> is used both for the rate and for the outgoing state,
+    chi' = P_shell(k') psi_in / |...|, where P_shell projects on all bands at
+    k' within ``coherence_window`` of the shell energy: near a band crossing
+    the coherence between the bands on the shell survives the event (the
+    sigma_jl coupling of seed 002 Eq. 4.15); far from it chi' is the single
+    band state u_m(k').  Limits: the window is a hard cutoff; coherence
+    between components more than the window apart is lost at every event.
+    Side jump (REFERENCES §3; :mod:`scattering.sidejump`): x -> x + delta r
+    for the transition (n, k) -> (m, k'), then k' is moved along the group
+    velocity (Newton, to 1e-12 in energy) so that band + potential energy
+    (U(x) and -qE.x) is conserved across the jump.
+Dephasing
+    Coherent packets only.  At rate gamma (constant or an ``@njit``
+    gamma(t, x, k, p)) the pseudospin collapses onto an eigenvector of the
+    moving-frame Hamiltonian Hbar = diag(eps_n) + V, V_nm = -[A_k]_nm . (qE)
+    for n != m (seed 001 Eqs. 27, 28, 55; A the interband Berry connection,
+    the gauge-dependent diagonal dropped), chosen with probability
+    |<i|chi>|^2.  The ensemble average is the Lindblad dephasing
+    d rho/dt = -i[H, rho] + gamma sum_i (P_i rho P_i - rho/2 - rho/2 ...)
+    = gamma (sum_i P_i rho P_i - rho) in that basis (REFERENCES §7, the
+    coherences decay at rate gamma).  At E = 0 the basis is the band basis.
+Relaxation
+    At rate 1/tau_r the packet's momentum and band state are redrawn from the
+    equilibrium distribution p(k, i) ~ f(E_i(x, k); mu, T) over the Brillouin
+    zone (lattice) or the k window (continuum), in the hybridised energies E_i
+    of Hbar at its position (adiabatic: the band energies), by rejection; its
+    position and weight are kept, so particle number is conserved and the
+    ensemble relaxes as d f/dt = -(f - N p_eq)/tau_r (seed 001 Eqs. A7, 57).
+UserChannel
+    A user ``@njit`` rate(t, x, k, chi, band, p) and apply(t, x, k, chi, band,
+    p, u1, u2, u3, u4) -> new_band, inlined into the kernel; the library does
+    the null-collision acceptance and flags NaN / negative rates and majorant
+    violations.
+"""
+import math
+
+import numba
+import numpy as np
+
+from packets import bandgeom, linalg, rng
+from packets import status as st
+from packets.jit import kernel
+from packets.packet import event_counter
+
+from . import born
+from .disorder import Disorder
+from .sidejump import coordinate_shift
+
+Q = -1.0
+#: random-number stream of the relaxation rejection loop
+RELAX_STREAM = 3
+#: attempts of the relaxation rejection sampler before the packet is flagged
+RELAX_MAX_TRY = 100000
+
+
+def _states_sample(sim, nmax=256, seed=0):
+    """A deterministic subsample of the simulation's packets (host-side checks)."""
+    ok = np.flatnonzero(sim.status == st.OK)
+    if ok.size > nmax:
+        ok = np.random.default_rng(seed).choice(ok, nmax, replace=False)
+    return ok
+
+
+def _inline(fn):
+    py = getattr(fn, "py_func", None)
+    return fn if py is None else kernel(py, inline="always")
+
+
+@kernel(inline="always")
+def _select(weights_cum, total, u):
+    """Index i with probability w_i/total from a cumulative array."""
+    target = u * total
+    n = weights_cum.shape[0]
+    for i in range(n):
+        if target < weights_cum[i]:
+            return i
+    return n - 1
+
+
+def _make_hbar_eig(model, field):
+    """Kernel ``hbar_eig(t, x, k, P, S, hw, hv) -> None``: hybridised bands at (x, k).
+
+    Diagonalises H(x, k) (eigensystem in S[27] ew, S[28] evec), builds the
+    moving-frame Hamiltonian Hbar = diag(eps) + V, V_nm = -(qE).A_nm in the
+    band basis (seed 001 Eqs. 27, 28, 55) and diagonalises it: ``hw`` gets the
+    hybridised energies, ``hv`` the hybridised states *in the orbital basis*
+    (columns).  Uses S[4] (comb), S[9] (work), S[3] (H1), S[24] (H2),
+    S[31] (edh), S[13] (ev), S[11] (dk).
+    """
+    nb = model.nbands
+    dim = model.dim
+    h = _inline(model.h)
+    dhdk = _inline(model.dhdk)
+    efield = _inline(field.efield)
+    eigh = linalg.eigh_for(nb)
+    degtol = bandgeom.DEGTOL
+
+    @kernel
+    def hbar_eig(t, x, k, P, S, hw, hv):
+        hm = S[3]
+        w = S[27]
+        v = S[28]
+        work = S[9]
+        hb = S[24]
+        vb = S[4]
+        edh = S[31]
+        ev = S[13]
+        h(x, k, P[0], hm)
+        eigh(hm, w, v, work)
+        dhdk(x, k, P[0], S[11], work)
+        for a in range(dim):
+            linalg.sandwich(v, S[11][a], edh[a])
+        efield(t, P[1], ev)
+        for i in range(nb):
+            for j in range(nb):
+                if i == j:
+                    hb[i, j] = w[i]
+                elif abs(w[i] - w[j]) <= degtol:
+                    hb[i, j] = 0.0
+                else:
+                    acc = 0j
+                    for a in range(dim):
+                        # A^a_ij = i <u_i|dH_a|u_j> / (eps_j - eps_i)
+                        acc += 1j * edh[a, i, j] / (w[j] - w[i]) * ev[a]
+                    hb[i, j] = -Q * acc
+        eigh(hb, hw, vb, work)
+        # hybridised states in the orbital basis: hv = v @ vb
+        for i in range(nb):
+            for j in range(nb):
+                acc = 0j
+                for l in range(nb):
+                    acc += v[i, l] * vb[l, j]
+                hv[i, j] = acc
+
+    return hbar_eig
+
+
+# ----------------------------------------------------------------------------
+# Elastic Born scattering
+# ----------------------------------------------------------------------------
+
+
+class ElasticScattering:
+    """Elastic scattering by a random potential in the Born approximation.
+
+    Parameters
+    ----------
+    disorder : scattering.disorder.Disorder
+        The correlation spectrum R^(q).
+    side_jump : bool
+        Apply the gauge-invariant coordinate shift at each event (REFERENCES §3).
+    majorant : float, optional
+        Null-collision bound on the out-scattering rate; default: estimated
+        by :func:`scattering.born.majorant` over the ensemble's states times
+        ``safety``.  Violations during the run flag the packet
+        (status ``majorant_violated``) and are counted — never silently taken.
+    safety : float
+        Factor on the estimated majorant (default 2: fields move k).
+    n_scan : int
+        Scan sub-intervals per ray of the on-shell root finder.
+    coherence_window : float
+        Energy resolution within which bands count as on the same shell for
+        coherent packets (default 1e-6 in model energy units).
+    """
+
+    name = "elastic"
+
+    def __init__(self, disorder, side_jump=True, majorant=None, safety=2.0, n_scan=born.DEFAULT_N_SCAN,
+                 coherence_window=1e-6, center=None, r_max=None):
+        if not isinstance(disorder, Disorder):
+            raise TypeError("disorder must be a scattering.disorder.Disorder (e.g. WhiteNoiseDisorder(0.05))")
+        if majorant is not None and not (np.isfinite(majorant) and majorant > 0):
+            raise ValueError(f"majorant must be a positive finite rate, got {majorant!r}")
+        if not (np.isfinite(safety) and safety >= 1.0):
+            raise ValueError(f"safety must be >= 1, got {safety!r}")
+        if int(n_scan) < 4:
+            raise ValueError("n_scan must be >= 4")
+        if not (coherence_window >= 0.0):
+            raise ValueError("coherence_window must be >= 0")
+        self.disorder = disorder
+        self.side_jump = bool(side_jump)
+        self.majorant_value = majorant
+        self.safety = float(safety)
+        self.n_scan = int(n_scan)
+        self.coherence_window = float(coherence_window)
+        self.center = center
+        self.r_max = r_max
+
+    def cache_key(self):
+        return ("elastic", self.disorder.spectrum, self.side_jump)
+
+    def estimate_majorant(self, sim):
+        idx = _states_sample(sim, 64)
+        if idx.size == 0:
+            return 1.0
+        ks = sim.k[idx]
+        if sim.dynamics == "adiabatic":
+            bands = sim.band[idx]
+        else:
+            w, v = sim.model.bands(ks, sim.x[idx])
+            bands = np.argmax(np.abs(np.einsum("nij,ni->nj", v.conj(), sim.chi[idx])) ** 2, axis=1)
+        g = 0.0
+        for b in np.unique(bands):
+            sel = ks[bands == b]
+            g = max(g, born.majorant(sim.model, self.disorder, k=sel, band=int(b), safety=self.safety,
+                                    center=self.center, r_max=self.r_max))
+        return g
+
+    def build(self, sim):
+        model, field = sim.model, sim.field
+        self.disorder.check_dim(model.dim)
+        if field.has_B:
+            raise ValueError("ElasticScattering with a magnetic field is not supported (Landau-level physics)")
+        sampler = born.make_born_sampler(model.h, model.dhdk, self.disorder.spectrum)
+        geo = born.ray_geometry(model, center=self.center, r_max=self.r_max)
+        gmax = self.majorant_value if self.majorant_value is not None else self.estimate_majorant(sim)
+        if not (np.isfinite(gmax) and gmax > 0):
+            raise ValueError(f"the estimated scattering majorant {gmax!r} is not a positive finite rate; "
+                             "give majorant= explicitly")
+        self.majorant_used = float(gmax)
+        pdis = self.disorder.params
+        ndis = pdis.size
+        params = np.concatenate([pdis, geo, [self.n_scan, gmax, self.coherence_window]])
+        nb = model.nbands
+        dim = model.dim
+        coherent = sim.dynamics == "coherent"
+        side = self.side_jump
+        born_event = sampler.born_event
+        h = _inline(model.h)
+        dhdk = _inline(model.dhdk)
+        efield = _inline(field.efield)
+        potential = _inline(field.potential)
+        has_u = field.has_potential
+        eigh = linalg.eigh_for(nb)
+        degtol = bandgeom.DEGTOL
+        g0 = ndis
+        g1 = ndis + born.GEO_SIZE
+
+        @kernel
+        def conserve_energy(t, x, x_old, kk, m, target, P, S):
+            # move k' along the group velocity of band m until
+            # eps_m(x, k') = target (Newton; a few iterations)
+            hm = S[3]
+            w = S[7]
+            v = S[8]
+            work = S[9]
+            dk = S[11]
+            for _it in range(8):
+                h(x, kk, P[0], hm)
+                eigh(hm, w, v, work)
+                err = target - w[m]
+                if abs(err) <= 1e-12 * (1.0 + abs(target)):
+                    return True
+                dhdk(x, kk, P[0], dk, work)
+                vv = 0.0
+                grad = S[29]
+                for a in range(dim):
+                    grad[a] = linalg.expectation_at(dk, a, v[:, m])
+                    vv += grad[a] * grad[a]
+                if vv == 0.0:
+                    return False
+                for a in range(dim):
+                    kk[a] += err * grad[a] / vv
+            return False
+
+        @kernel
+        def apply(t, x, k, chi, band, P, S, pc, key0, key1, pid, ev):
+            pm = P[0]
+            pdis_ = pc[0:g0]
+            geo_ = pc[g0:g1]
+            n_scan = int(pc[g1])
+            gm = pc[g1 + 1]
+            win = pc[g1 + 2]
+            u1, u2 = rng.uniforms2_53(key0, key1, pid, event_counter(ev, 0))
+            u3, u4 = rng.uniforms2_53(key0, key1, pid, event_counter(ev, 1))
+            u5, u6 = rng.uniforms2_53(key0, key1, pid, event_counter(ev, 2))
+            wi = S[27]
+            vi = S[28]
+            psi = S[32]
+            work = S[9]
+            # incoming band structure at (x, k)
+            h(x, k, pm, S[3])
+            eigh(S[3], wi, vi, work)
+            if coherent:
+                # energy shell chosen with the Born-rule weights |c_n|^2
+                tot = 0.0
+                n = nb - 1
+                for l in range(nb):
+                    cl = 0j
+                    for i in range(nb):
+                        cl += vi[i, l].conjugate() * chi[i]
+                    S[5][l] = cl
+                acc = 0.0
+                for l in range(nb):
+                    acc += S[5][l].real ** 2 + S[5][l].imag ** 2
+                target = u6 * acc
+                run = 0.0
+                for l in range(nb):
+                    run += S[5][l].real ** 2 + S[5][l].imag ** 2
+                    if target < run:
+                        n = l
+                        break
+                E = wi[n]
+                nrm = 0.0
+                for i in range(nb):
+                    psi[i] = 0.0
+                for l in range(nb):
+                    if abs(wi[l] - E) <= win:
+                        for i in range(nb):
+                            psi[i] += vi[i, l] * S[5][l]
+                for i in range(nb):
+                    nrm += psi[i].real ** 2 + psi[i].imag ** 2
+                nrm = math.sqrt(nrm)
+                for i in range(nb):
+                    psi[i] = psi[i] / nrm
+            else:
+                n = band
+                E = wi[n]
+                for i in range(nb):
+                    psi[i] = vi[i, n]
+            kout = S[29]
+            code, m, wgt, nroots = born_event(x, k, n, E, psi, pm, pdis_, geo_, n_scan, gm, u1, u2, u3, u4, u5,
+                                              kout, S[4], S[7], S[8], work, S[31], S[13], S[30])
+            if code == born.EVENT_NULL:
+                return st.OK, False, band
+            if code == born.EVENT_MAJORANT_VIOLATED:
+                return st.MAJORANT, False, band
+            # real event: eigensystem at k' is in S[7], S[8]
+            if side:
+                dki = S[11]
+                dkf = S[12]
+                dhdk(x, k, pm, dki, work)
+                dhdk(x, kout, pm, dkf, work)
+                shift = S[0]
+                coordinate_shift(wi, vi, dki, n, S[7], S[8], dkf, m, degtol, shift)
+                # potential energy change across the jump: U and -qE.x
+                ef = S[14]
+                efield(t, P[1], ef)
+                du = 0.0
+                for a in range(dim):
+                    du += -Q * ef[a] * shift[a]
+                xo = S[1]
+                for a in range(dim):
+                    xo[a] = x[a]
+                    x[a] += shift[a]
+                if has_u:
+                    du += potential(x, P[2], S[13]) - potential(xo, P[2], S[13])
+                if du != 0.0:
+                    if not conserve_energy(t, x, xo, kout, m, E - du, P, S):
+                        return st.CHANNEL, True, band
+                else:
+                    h(x, kout, pm, S[3])
+                    eigh(S[3], S[7], S[8], work)
+            for a in range(dim):
+                k[a] = kout[a]
+            if coherent:
+                # outgoing state: projection of psi_in on the shell bands at k'
+                Eo = S[7][m]
+                for i in range(nb):
+                    chi[i] = 0.0
+                for l in range(nb):
+                    if abs(S[7][l] - Eo) <= win:
+                        cl = 0j
+                        for i in range(nb):
+                            cl += S[8][i, l].conjugate() * psi[i]
+                        for i in range(nb):
+                            chi[i] += S[8][i, l] * cl
+                nrm = 0.0
+                for i in range(nb):
+                    nrm += chi[i].real ** 2 + chi[i].imag ** 2
+                if nrm < 1e-300:
+                    for i in range(nb):
+                        chi[i] = S[8][i, m]
+                else:
+                    nrm = math.sqrt(nrm)
+                    for i in range(nb):
+                        chi[i] = chi[i] / nrm
+                return st.OK, True, m
+            for i in range(nb):
+                chi[i] = S[8][i, m]
+            return st.OK, True, m
+
+        return {"apply": apply, "params": params, "majorant": gmax}
+
+
+# ----------------------------------------------------------------------------
+# Dephasing into the hybridised bands
+# ----------------------------------------------------------------------------
+
+
+@numba.njit
+def _constant_rate(t, x, k, p):
+    return p[0]
+
+
+class Dephasing:
+    """Decoherence of coherent packets into the hybridised bands (seed 001 §III C).
+
+    Parameters
+    ----------
+    rate : float
+        Constant dephasing rate gamma (1/time), or the majorant when
+        ``rate_function`` is given.
+    rate_function : numba dispatcher, optional
+        ``@njit`` gamma(t, x, k, p) (must stay <= ``rate``; checked on the
+        ensemble before the run and flagged during it).
+    params : array_like
+        Parameters ``p`` of ``rate_function``.
+    """
+
+    name = "dephasing"
+
+    def __init__(self, rate, rate_function=None, params=()):
+        if not (np.isfinite(rate) and rate >= 0):
+            raise ValueError(f"dephasing rate must be finite and >= 0, got {rate!r}")
+        if rate_function is not None and not isinstance(rate_function, numba.core.registry.CPUDispatcher):
+            raise TypeError("rate_function must be an @njit function gamma(t, x, k, p)")
+        self.rate = float(rate)
+        self.rate_function = rate_function
+        self.params = np.atleast_1d(np.asarray(params, dtype=np.float64))
+        if not np.all(np.isfinite(self.params)):
+            raise ValueError("dephasing rate-function parameters contain NaN or inf")
+
+    def cache_key(self):
+        return ("dephasing", self.rate_function)
+
+    def build(self, sim):
+        if sim.dynamics != "coherent":
+            raise ValueError("Dephasing acts on the band pseudospin: use dynamics='coherent'")
+        model, field = sim.model, sim.field
+        nb = model.nbands
+        if self.rate_function is None:
+            rf = _constant_rate
+            rp = np.array([self.rate])
+        else:
+            rf = self.rate_function
+            rp = self.params
+            idx = _states_sample(sim)
+            for i in idx:
+                g = rf(0.0, sim.x[i], sim.k[i], rp)
+                if not np.isfinite(g) or g < 0:
+                    raise ValueError(f"dephasing rate_function returned {g!r} at k = {sim.k[i].tolist()}; "
+                                     "it must be finite and >= 0")
+                if g > self.rate:
+                    raise ValueError(f"dephasing rate_function = {g:g} exceeds the majorant rate = {self.rate:g}; "
+                                     "raise `rate`")
+        rfi = _inline(rf)
+        hbar_eig = _make_hbar_eig(model, field)
+        np_rate = rp.size
+
+        @kernel
+        def apply(t, x, k, chi, band, P, S, pc, key0, key1, pid, ev):
+            gm = pc[np_rate]
+            u1, u2 = rng.uniforms2_53(key0, key1, pid, event_counter(ev, 0))
+            g = rfi(t, x, k, pc[0:np_rate])
+            if not (g >= 0.0 and g < 1e308):
+                return st.CHANNEL, False, band
+            if g > gm * (1.0 + 1e-12):
+                return st.MAJORANT, False, band
+            if u1 * gm >= g:
+                return st.OK, False, band
+            hw = S[7]
+            hv = S[8]
+            hbar_eig(t, x, k, P, S, hw, hv)
+            # Born-rule collapse on the hybridised states
+            amp = S[32]
+            tot = 0.0
+            for i in range(nb):
+                a = 0j
+                for j in range(nb):
+                    a += hv[j, i].conjugate() * chi[j]
+                amp[i] = a
+                tot += a.real * a.real + a.imag * a.imag
+            target = u2 * tot
+            run = 0.0
+            sel = nb - 1
+            for i in range(nb):
+                run += amp[i].real * amp[i].real + amp[i].imag * amp[i].imag
+                if target < run:
+                    sel = i
+                    break
+            ph = amp[sel] / abs(amp[sel]) if abs(amp[sel]) > 0.0 else 1.0 + 0j
+            for j in range(nb):
+                chi[j] = hv[j, sel] * ph
+            return st.OK, True, band
+
+        return {"apply": apply, "params": np.concatenate([rp, [self.rate]]), "majorant": self.rate}
+
+
+# ----------------------------------------------------------------------------
+# Relaxation to local equilibrium
+# ----------------------------------------------------------------------------
+
+
+class Relaxation:
+    """Relaxation to the local equilibrium g0 at (mu, T) (seed 001 Eqs. A7, 57).
+
+    Parameters
+    ----------
+    tau : float
+        Relaxation time tau_r (rate 1/tau_r).
+    mu, temperature : float
+        Chemical potential and temperature of the equilibrium (energy units).
+    k_window : float, optional
+        Continuum models: radius of the k ball sampled (default
+        ``model.k_window``).  Lattice models sample the Brillouin zone.
+    """
+
+    name = "relaxation"
+
+    def __init__(self, tau, mu, temperature, k_window=None):
+        if not (np.isfinite(tau) and tau > 0):
+            raise ValueError(f"relaxation time tau must be positive and finite, got {tau!r}")
+        if not np.isfinite(mu):
+            raise ValueError("mu must be finite")
+        if not (np.isfinite(temperature) and temperature >= 0):
+            raise ValueError(f"temperature must be finite and >= 0, got {temperature!r}")
+        self.tau = float(tau)
+        self.mu = float(mu)
+        self.temperature = float(temperature)
+        self.k_window = k_window
+
+    def cache_key(self):
+        return ("relaxation",)
+
+    def build(self, sim):
+        model, field = sim.model, sim.field
+        dim = model.dim
+        nb = model.nbands
+        coherent = sim.dynamics == "coherent"
+        if model.lattice is not None:
+            recip = np.zeros(9)
+            recip[:dim * dim] = model.lattice.reciprocal.ravel()
+            lattice = 1.0
+            kw = 0.0
+        else:
+            recip = np.zeros(9)
+            lattice = 0.0
+            kw = self.k_window if self.k_window is not None else model.k_window
+            if kw is None or not kw > 0:
+                raise ValueError("Relaxation on a continuum model needs k_window (the sampled k ball radius)")
+        # check the equilibrium is reachable: some states with f > 1e-6
+        params = np.concatenate([[self.mu, self.temperature, lattice, kw], recip])
+        hbar_eig = _make_hbar_eig(model, field)
+        h = _inline(model.h)
+        eigh = linalg.eigh_for(nb)
+
+        @kernel(inline="always")
+        def fermi(e, mu, T):
+            if T == 0.0:
+                if e < mu:
+                    return 1.0
+                if e > mu:
+                    return 0.0
+                return 0.5
+            z = (e - mu) / T
+            if z > 0:
+                ez = math.exp(-z)
+                return ez / (1.0 + ez)
+            return 1.0 / (1.0 + math.exp(z))
+
+        @kernel
+        def apply(t, x, k, chi, band, P, S, pc, key0, key1, pid, ev):
+            mu = pc[0]
+            T = pc[1]
+            lat = pc[2] > 0.5
+            kwin = pc[3]
+            kk = S[29]
+            for tr in range(RELAX_MAX_TRY):
+                c = rng.stream_counter(RELAX_STREAM, ev * 262144 + 2 * tr)
+                u1, u2 = rng.uniforms2_53(key0, key1, pid, c)
+                u3, u4 = rng.uniforms2_53(key0, key1, pid, c + 1)
+                if lat:
+                    fr = (u1 - 0.5, u2 - 0.5, u3 - 0.5)
+                    for a in range(dim):
+                        acc = 0.0
+                        for b in range(dim):
+                            acc += fr[b] * pc[4 + dim * b + a]
+                        kk[a] = acc
+                else:
+                    # uniform in the ball |k| < kwin
+                    if dim == 1:
+                        kk[0] = kwin * (2.0 * u1 - 1.0)
+                    elif dim == 2:
+                        r = kwin * math.sqrt(u1)
+                        ph = 2.0 * math.pi * u2
+                        kk[0] = r * math.cos(ph)
+                        kk[1] = r * math.sin(ph)
+                    else:
+                        r = kwin * u1 ** (1.0 / 3.0)
+                        ct = 2.0 * u2 - 1.0
+                        stt = math.sqrt(max(0.0, 1.0 - ct * ct))
+                        ph = 2.0 * math.pi * u3
+                        kk[0] = r * stt * math.cos(ph)
+                        kk[1] = r * stt * math.sin(ph)
+                        kk[2] = r * ct
+                i = int(u4 * nb)
+                if i >= nb:
+                    i = nb - 1
+                if coherent:
+                    hbar_eig(t, x, kk, P, S, S[7], S[8])
+                    e = S[7][i]
+                else:
+                    h(x, kk, P[0], S[3])
+                    eigh(S[3], S[7], S[8], S[9])
+                    e = S[7][i]
+                ua, ub = rng.uniforms2_53(key0, key1, pid, rng.stream_counter(RELAX_STREAM + 1, ev * 262144 + tr))
+                if ua < fermi(e, mu, T):
+                    for a in range(dim):
+                        k[a] = kk[a]
+                    for j in range(nb):
+                        chi[j] = S[8][j, i]
+                    return st.OK, True, i
+            return st.CHANNEL, False, band
+
+        return {"apply": apply, "params": params, "majorant": 1.0 / self.tau}
+
+
+# ----------------------------------------------------------------------------
+# User-defined channels
+# ----------------------------------------------------------------------------
+
+
+class UserChannel:
+    """A channel from the user's own ``@njit`` rate and event functions.
+
+    Parameters
+    ----------
+    rate : numba dispatcher
+        ``rate(t, x, k, chi, band, p) -> float`` (1/time), must be finite,
+        >= 0 and <= ``majorant``.
+    apply : numba dispatcher
+        ``apply(t, x, k, chi, band, p, u1, u2, u3, u4) -> new_band``: changes
+        the packet's x, k, chi in place given four uniforms in (0, 1).  chi
+        must stay normalised (checked after every record interval).
+    majorant : float
+        Upper bound of ``rate`` over the states the run visits.
+    params : array_like
+        Parameters ``p`` (float64), passed to both functions.
+    name : str
+    """
+
+    def __init__(self, rate, apply, majorant, params=(), name="user"):
+        for nm, f in (("rate", rate), ("apply", apply)):
+            if not isinstance(f, numba.core.registry.CPUDispatcher):
+                raise TypeError(f"UserChannel {name!r}: {nm} must be an @numba.njit function")
+        if not (np.isfinite(majorant) and majorant > 0):
+            raise ValueError(f"UserChannel {name!r}: majorant must be a positive finite rate, got {majorant!r}")
+        self.rate = rate
+        self.apply = apply
+        self.majorant = float(majorant)
+        self.params = np.atleast_1d(np.asarray(params, dtype=np.float64))
+        if not np.all(np.isfinite(self.params)):
+            raise ValueError(f"UserChannel {name!r}: params contain NaN or inf")
+        self.name = name
+
+    def cache_key(self):
+        return ("user", self.rate, self.apply, self.params.size)
+
+    def build(self, sim):
+        idx = _states_sample(sim)
+        for i in idx:
+            try:
+                g = self.rate(0.0, sim.x[i], sim.k[i], sim.chi[i], int(sim.band[i]), self.params)
+            except Exception as exc:  # numba typing errors etc.
+                raise TypeError(f"UserChannel {self.name!r}: rate(t, x, k, chi, band, p) failed: {exc}") from exc
+            if not np.isfinite(g) or g < 0:
+                raise ValueError(f"UserChannel {self.name!r}: rate returned {g!r} at packet {i}; it must be finite "
+                                 "and >= 0")
+            if g > self.majorant:
+                raise ValueError(f"UserChannel {self.name!r}: rate {g:g} exceeds the majorant {self.majorant:g} at "
+                                 f"packet {i}; raise the majorant")
+        np_ = self.params.size
+        rate = _inline(self.rate)
+        user_apply = _inline(self.apply)
+        nb = sim.model.nbands
+
+        @kernel
+        def apply(t, x, k, chi, band, P, S, pc, key0, key1, pid, ev):
+            gm = pc[np_]
+            p = pc[0:np_]
+            u1, u2 = rng.uniforms2_53(key0, key1, pid, event_counter(ev, 0))
+            g = rate(t, x, k, chi, band, p)
+            if not (g >= 0.0 and g < 1e308):
+                return st.CHANNEL, False, band
+            if g > gm * (1.0 + 1e-12):
+                return st.MAJORANT, False, band
+            if u1 * gm >= g:
+                return st.OK, False, band
+            v1, v2 = rng.uniforms2_53(key0, key1, pid, event_counter(ev, 1))
+            nbnew = user_apply(t, x, k, chi, band, p, u2, v1, v2, rng.uniforms2_53(key0, key1, pid,
+                                                                                  event_counter(ev, 2))[0])
+            if nbnew < 0 or nbnew >= nb:
+                return st.CHANNEL, True, band
+            return st.OK, True, nbnew
+
+        return {"apply": apply, "params": np.concatenate([self.params, [self.majorant]]),
+                "majorant": self.majorant}
