@@ -1,9 +1,11 @@
 """CPU driver: runs the composed per-packet step over the ensemble with numba.
 
 Only the loop structure lives here (DESIGN.md §3): ``prange`` over fixed-size
-chunks of packets, scratch allocated once per chunk, a private tally block per
-chunk, and the chunk blocks summed in a fixed order afterwards — so the result
-is bit-identical for any number of threads.
+shards of packets, scratch allocated once per shard, a private tally block per
+shard summed in packet order, and the shard blocks combined over a fixed
+binary tree of their global index (:func:`tree_reduce`) — so the result is
+bit-identical for any number of threads and for any split of the run at
+shard boundaries.
 """
 import numba
 import numpy as np
@@ -42,13 +44,17 @@ def build_advance(advance_packet, context, tally, alloc_scratch, alloc_context, 
     Signature of the returned function::
 
         advance(X, K, CHI, BAND, W, STATUS, PID, CLOCK, EV, t0, dt, nsteps, tol, P, key0, key1,
-                nbatch, chunk, out, counts) -> packet_steps
+                nbatch, shard, rows, counts) -> packet_steps
+
+    ``rows`` (nshards, nbatch, ncomp) and ``counts`` (nshards, nbatch) receive
+    the tallies of each shard of ``shard`` consecutive packets, summed in
+    packet order; :func:`tree_reduce` combines shards.
 
     For each packet with status OK it calls ``advance_packet``
     (:mod:`packets.packet`: steps and events from t0 to t0 + nsteps dt), checks
     the state (finite, |chi| = 1 within 1e-8), evaluates the measurement
     context and adds the observables, then the event counts (unweighted, the
-    last ``nev`` components), into ``out[pid % nbatch]``.
+    last ``nev`` components), into the shard's row ``pid % nbatch``.
     """
     norm_tol = 1e-8
 
@@ -113,24 +119,57 @@ def build_advance(advance_packet, context, tally, alloc_scratch, alloc_context, 
         return nst
 
     @numba.njit(parallel=True)
-    def advance(X, K, CHI, BAND, W, STATUS, PID, CLOCK, EV, t0, dt, nsteps, tol, P, key0, key1, nbatch, chunk,
-                out, counts):
+    def advance(X, K, CHI, BAND, W, STATUS, PID, CLOCK, EV, t0, dt, nsteps, tol, P, key0, key1, nbatch, shard,
+                rows, counts):
+        # one work item per shard of ``shard`` consecutive packets; the shard's
+        # tallies are summed sequentially in packet order into rows[s]
         n = X.shape[0]
-        nch = (n + chunk - 1) // chunk
-        rows = np.zeros((nch, nbatch, ncomp))
-        crow = np.zeros((nch, nbatch), dtype=np.int64)
-        steps = np.zeros(nch, dtype=np.int64)
-        for c in numba.prange(nch):
+        nsh = (n + shard - 1) // shard
+        steps = np.zeros(nsh, dtype=np.int64)
+        for c in numba.prange(nsh):
             steps[c] = run_chunk(c, X, K, CHI, BAND, W, STATUS, PID, CLOCK, EV, t0, dt, nsteps, tol, P, key0, key1,
-                                 nbatch, chunk, rows[c], crow[c])
-        # fixed-order reduction: identical for any thread count
+                                 nbatch, shard, rows[c], counts[c])
         total = 0
-        for c in range(nch):
-            for b in range(nbatch):
-                for j in range(ncomp):
-                    out[b, j] += rows[c, b, j]
-                counts[b] += crow[c, b]
+        for c in range(nsh):
             total += steps[c]
         return total
 
     return advance
+
+
+def tree_reduce(blocks, first):
+    """Sum ``blocks[i]`` (global block index ``first + i``) over a fixed binary tree.
+
+    The tree is the one over global indices [0, 2^L): a node covering
+    [j 2^l, (j+1) 2^l) is the sum of its two children, and empty children are
+    skipped (x + 0 = x exactly).  The result therefore depends only on the
+    blocks' global indices, not on how a run was split: the sum over an
+    index-aligned half equals the corresponding subtree bit for bit, and
+    merging the halves' results reproduces the full run exactly
+    (``Result.__add__``, distributed shards, restarts).
+    """
+    m = blocks.shape[0]
+    if m == 0:
+        return np.zeros(blocks.shape[1:], dtype=blocks.dtype)
+    last = first + m
+    level = 0
+    while (1 << level) < last:
+        level += 1
+
+    def node(lv, j):
+        lo = j << lv
+        hi = (j + 1) << lv
+        if hi <= first or lo >= last:
+            return None
+        if lv == 0:
+            return blocks[lo - first]
+        a = node(lv - 1, 2 * j)
+        b = node(lv - 1, 2 * j + 1)
+        if a is None:
+            return b
+        if b is None:
+            return a
+        return a + b
+
+    out = node(level, 0)
+    return np.array(out, copy=True)

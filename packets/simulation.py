@@ -18,7 +18,7 @@ import numpy as np
 from . import status as st
 from .context import make_context, make_context_allocator
 from . import rng
-from .driver_cpu import build_advance, compose_tally
+from .driver_cpu import build_advance, compose_tally, tree_reduce
 from .eom import (make_adaptive_advance, make_adiabatic_step, make_coherent_step, make_coherent_step2,
                   make_scratch_allocator)
 from .field import Field
@@ -81,9 +81,12 @@ class Simulation:
         "cpu": numba, parallel over packets on all cores.
     nbatch : int
         Number of independent packet batches for error bars (>= 2).
-    chunk : int
-        Packets per CPU work item (fixed, so results do not depend on the
-        thread count).
+    shard : int
+        Packets per work item (default 4096).  Each shard's tallies are summed
+        in packet order and shards are combined over a fixed binary tree of
+        their global index (pid // shard), so results are bit-identical for
+        any thread count, and runs split at shard boundaries (restarts,
+        distributed shards, merged half-runs) reproduce the full run exactly.
     orbital_moment : bool
         Adiabatic dynamics with B: include the orbital-moment energy -m.B
         (seed 003 Eqs. 35-40).
@@ -99,7 +102,7 @@ class Simulation:
     """
 
     def __init__(self, model, ensemble, field=None, dynamics="coherent", channels=(), observables=(), dt=0.05,
-                 integrator="rk4", tol=1e-9, backend="cpu", nbatch=32, chunk=256, orbital_moment=True,
+                 integrator="rk4", tol=1e-9, backend="cpu", nbatch=32, shard=4096, orbital_moment=True,
                  progress=None, check_dt=True, seed=None):
         if dynamics not in DYNAMICS:
             raise ValueError(f"unknown dynamics {dynamics!r}; choose one of {DYNAMICS}")
@@ -130,7 +133,9 @@ class Simulation:
         self.backend = backend
         self.dt = float(dt)
         self.nbatch = int(nbatch)
-        self.chunk = int(chunk)
+        self.shard = int(shard)
+        if self.shard < 1:
+            raise ValueError("shard must be >= 1")
         self.orbital_moment = bool(orbital_moment)
         self.progress = progress
         self.observables = list(observables)
@@ -260,12 +265,23 @@ class Simulation:
         return (self.model.params, self.field.efield_params, self.field.potential_params, self.field.B, self.pc,
                 self.gmax)
 
+    def _first_shard(self):
+        """Global index of the first shard: pid[0] // shard for pid-aligned contiguous runs, else 0."""
+        if self.pid.size and self.pid[0] % self.shard == 0:
+            return int(self.pid[0] // self.shard)
+        return 0
+
     def _interval(self, nsteps):
-        out = np.zeros((self.nbatch, self.ncomp))
-        counts = np.zeros(self.nbatch, dtype=np.int64)
+        n = self.x.shape[0]
+        nsh = max((n + self.shard - 1) // self.shard, 1)
+        rows = np.zeros((nsh, self.nbatch, self.ncomp))
+        crows = np.zeros((nsh, self.nbatch), dtype=np.int64)
         ns = self._advance(self.x, self.k, self.chi, self.band, self.weight, self.status, self.pid, self.clock, self.ev,
                            self.t, self.dt, nsteps, self.tol, self._params(), self.key[0], self.key[1], self.nbatch,
-                           self.chunk, out, counts)
+                           self.shard, rows, crows)
+        first = self._first_shard()
+        out = tree_reduce(rows, first)
+        counts = tree_reduce(crows, first)
         self.packet_steps += int(ns)
         self.t = self.t + nsteps * self.dt
         self._records.append((self.t, out, counts, self.field.E_at(self.t)))
@@ -325,7 +341,7 @@ class Simulation:
         meta = {"model": self.model.describe(), "field": self.field.describe(), "dynamics": self.dynamics,
                 "integrator": self.integrator, "dt": self.dt, "tol": self.tol, "backend": self.backend,
                 "device": "cpu", "threads": numba.get_num_threads(), "n_packets": int(self.x.shape[0]),
-                "seed": self.seed, "packet_steps": self.packet_steps, "nbatch": self.nbatch, "chunk": self.chunk,
+                "seed": self.seed, "packet_steps": self.packet_steps, "nbatch": self.nbatch, "shard": self.shard,
                 "versions": {"packets": packets.__version__, "numba": numba.__version__, "numpy": np.__version__},
                 "observables": list(self.layout),
                 "channels": self.channel_names, "majorants": self.gmax.tolist() if self.nev else []}
