@@ -85,8 +85,10 @@ class Result:
         self._sums = sums  # (nt, nbatch, ncomp_total)
         self.layout = layout  # name -> (offset, ncomp, labels, shape)
         self.counts = counts  # (nt, nbatch): number of OK packets tallied
-        self.status_counts = dict(status_counts)
-        self.meta = dict(meta)
+        from .io import canonical
+
+        self.status_counts = canonical(dict(status_counts))
+        self.meta = canonical(dict(meta))
 
     @property
     def names(self):
@@ -145,6 +147,26 @@ class Result:
         meta = dict(self.meta)
         meta["merged"] = meta.get("merged", 1) + other.meta.get("merged", 1)
         return Result(self.times, self.E, self._sums + other._sums, self.layout, self.counts + other.counts, sc, meta)
+
+    def save(self, path):
+        """Write this result to an HDF5 file (see :mod:`packets.io`); returns the path."""
+        from .io import save_result
+
+        return save_result(self, path)
+
+    @classmethod
+    def load(cls, path):
+        """Read a result written by :meth:`save`."""
+        from .io import load_result
+
+        return load_result(path)
+
+    def equals(self, other):
+        """True when every array is bit-identical and the metadata are equal."""
+        return (isinstance(other, Result) and self.layout == other.layout
+                and all(np.array_equal(a, b) for a, b in ((self.times, other.times), (self.E, other.E),
+                                                          (self._sums, other._sums), (self.counts, other.counts)))
+                and self.meta == other.meta and self.status_counts == other.status_counts)
 
     def summary(self):
         """A short text summary (means +- stderr at the last record time)."""

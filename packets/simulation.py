@@ -32,6 +32,20 @@ BACKENDS = ("cpu",)
 _KERNEL_CACHE = {}
 
 
+def _versions():
+    import importlib.metadata as md
+    import platform
+
+    import packets
+    out = {"packets": packets.__version__, "python": platform.python_version()}
+    for name in ("numpy", "numba", "scipy", "h5py", "numba-cuda", "dask"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
 @numba.njit
 def _init_clocks(clock, pid, key0, key1, gtot):
     for i in range(clock.shape[0]):
@@ -121,6 +135,16 @@ class Simulation:
             raise ValueError(f"the field is {field.dim}-D but the model is {model.dim}-D; give E with {model.dim} "
                              "components")
         self.field = field
+        self.source = None
+        if hasattr(ensemble, "load") and hasattr(ensemble, "n"):
+            # an EnsembleSource: validate and build on its first packets; the
+            # whole ensemble is only ever generated task by task (run(stream=True))
+            self.source = ensemble
+            ensemble = ensemble.load(0, min(ensemble.n, int(shard)))
+        else:
+            from .distributed import check_memory
+
+            check_memory(len(ensemble.x), model.dim, model.nbands, copies=1.0, what="a copy of the ensemble")
         if hasattr(ensemble, "check_model"):
             ensemble.check_model(model)
         for name, shape in (("x", (model.dim,)), ("k", (model.dim,)), ("chi", (model.nbands,))):
@@ -156,6 +180,8 @@ class Simulation:
         k0, k1 = np.random.SeedSequence(self.seed, spawn_key=(7,)).generate_state(2, np.uint32)
         self.key = (np.uint64(k0), np.uint64(k1))
         self.channels = list(channels)
+        self._ensemble_info = {"kind": getattr(ensemble, "kind", None), "info": getattr(ensemble, "info", None),
+                               "seed": getattr(ensemble, "seed", None)}
         if np.any((self.band < 0) | (self.band >= model.nbands)):
             raise ValueError(f"ensemble band indices must lie in [0, {model.nbands - 1}]")
         bad = ~(np.all(np.isfinite(self.x), axis=1) & np.all(np.isfinite(self.k), axis=1)
@@ -165,6 +191,12 @@ class Simulation:
         self.t = 0.0
         self.packet_steps = 0
         self.ev = np.zeros(self.x.shape[0], dtype=np.int64)
+        self.started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        self._plan = None
+        self._config = {"model": model, "field": field, "dynamics": dynamics, "channels": list(channels),
+                        "observables": list(observables), "dt": float(dt), "integrator": integrator, "tol": float(tol),
+                        "backend": backend, "nbatch": int(nbatch), "shard": int(shard),
+                        "orbital_moment": bool(orbital_moment), "seed": None}
         self._records = []
         if check_dt:
             self._check_time_step()
@@ -287,15 +319,43 @@ class Simulation:
         self._records.append((self.t, out, counts, self.field.E_at(self.t)))
 
     # ------------------------------------------------------------------
-    def run(self, t_end, record_every=None):
+    def run(self, t_end=None, record_every=None, checkpoint=None, checkpoint_every=1, client=None, workers=None,
+            stream=False, task_size=None):
         """Advance to time ``t_end`` recording observables every ``record_every``.
 
         ``record_every`` must be a multiple of ``dt`` (default: ``t_end``, i.e.
         one record at the end); the state at the current time is recorded first
         when nothing has been recorded yet.  Calling ``run`` again continues
-        from where the last run stopped.  Returns the :class:`Result` of all
-        records so far.
+        from where the last run stopped; after :meth:`resume`, ``run()`` with no
+        arguments finishes the interrupted plan.  Returns the :class:`Result`
+        of all records so far.
+
+        Parameters
+        ----------
+        checkpoint : str, optional
+            Path of a checkpoint file rewritten (atomically, with checksum)
+            every ``checkpoint_every`` record intervals and at the end; a run
+            killed at any moment resumes from it with :meth:`resume`, losing
+            at most one checkpoint interval and giving bit-identical results.
+        client : dask.distributed.Client, optional
+            Run pid-range tasks on this Dask cluster (:mod:`packets.distributed`).
+        workers : int, optional
+            Start a LocalCluster of this many single-threaded processes.
+        stream : bool
+            Run the tasks one after another in this process (constant memory;
+            required when the Simulation was built on an EnsembleSource).
+        task_size : int, optional
+            Packets per task: a power-of-two multiple of ``shard``.  Results are
+            identical for any number of workers with the same seed and sizes.
         """
+        if client is not None or workers or stream or self.source is not None:
+            return self._run_sharded(t_end, record_every, client, workers, task_size)
+        if t_end is None:
+            if self._plan is None:
+                raise ValueError("give t_end (no interrupted run to continue)")
+            t_end, record_every = self._plan["t_end"], self._plan["record_every"]
+            checkpoint = checkpoint or self._plan.get("checkpoint")
+            checkpoint_every = self._plan.get("checkpoint_every", checkpoint_every)
         t_end = float(t_end)
         if not t_end >= self.t:
             raise ValueError(f"t_end = {t_end} is before the current time {self.t}")
@@ -309,6 +369,15 @@ class Simulation:
         nrec = int(round(span / record_every)) if span > 0 else 0
         if span > 0 and abs(nrec * record_every - span) > 1e-9 * max(1.0, span):
             raise ValueError(f"t_end - t = {span} must be a multiple of record_every = {record_every}")
+        if checkpoint is not None:
+            from .io import check_disk_space, check_writable
+
+            check_writable(checkpoint)
+            check_disk_space(checkpoint, self.state_nbytes() + 64 * 1024)
+            if int(checkpoint_every) < 1:
+                raise ValueError("checkpoint_every must be >= 1 record interval")
+        self._plan = {"t_end": t_end, "record_every": record_every, "checkpoint": checkpoint,
+                      "checkpoint_every": int(checkpoint_every)}
         wall0 = time.time()
         if not self._records:
             self._interval(0)
@@ -320,10 +389,12 @@ class Simulation:
                            disable=None if self.progress is None else not self.progress, leave=False)
         except ImportError:  # pragma: no cover - tqdm is a dependency
             bar = None
-        for _ in range(nrec):
+        for i in range(nrec):
             self._interval(nper)
             if bar is not None:
                 bar.update(1)
+            if checkpoint is not None and ((i + 1) % int(checkpoint_every) == 0 or i == nrec - 1):
+                self.checkpoint(checkpoint)
         if bar is not None:
             bar.close()
         self.wall_time = time.time() - wall0
@@ -338,14 +409,103 @@ class Simulation:
         codes, num = np.unique(self.status, return_counts=True)
         status_counts = {st.NAMES.get(int(c), str(int(c))): int(m) for c, m in zip(codes, num)}
         import packets
-        meta = {"model": self.model.describe(), "field": self.field.describe(), "dynamics": self.dynamics,
+        from .io import git_revision
+        meta = {"started": self.started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "git_revision": git_revision(), "ensemble": self._ensemble_info,"model": self.model.describe(), "field": self.field.describe(), "dynamics": self.dynamics,
                 "integrator": self.integrator, "dt": self.dt, "tol": self.tol, "backend": self.backend,
                 "device": "cpu", "threads": numba.get_num_threads(), "n_packets": int(self.x.shape[0]),
                 "seed": self.seed, "packet_steps": self.packet_steps, "nbatch": self.nbatch, "shard": self.shard,
-                "versions": {"packets": packets.__version__, "numba": numba.__version__, "numpy": np.__version__},
+                "versions": _versions(),
                 "observables": list(self.layout),
                 "channels": self.channel_names, "majorants": self.gmax.tolist() if self.nev else []}
         return Result(times, E, sums, self.layout, counts, status_counts, meta)
+
+    def _run_sharded(self, t_end, record_every, client, workers, task_size):
+        from .distributed import run_sharded
+
+        if t_end is None:
+            raise ValueError("give t_end")
+        t_end = float(t_end)
+        span = t_end - self.t
+        record_every = span if record_every is None else float(record_every)
+        nper = int(round(record_every / self.dt))
+        if nper < 1 or abs(nper * self.dt - record_every) > 1e-9 * max(1.0, record_every):
+            raise ValueError(f"record_every = {record_every} must be a positive multiple of dt = {self.dt}")
+        nrec = int(round(span / record_every))
+        if nrec < 1 or abs(nrec * record_every - span) > 1e-9 * max(1.0, span):
+            raise ValueError(f"t_end - t = {span} must be a positive multiple of record_every = {record_every}")
+        keep = self.source is None
+        times, E, sums, counts, steps, states, _ = run_sharded(
+            self, t_end, record_every, client=client, workers=workers, task_size=task_size, source=self.source,
+            progress=self.progress, keep_state=keep)
+        for i in range(len(times)):
+            self._records.append((float(times[i]), sums[i], counts[i], E[i]))
+        self.packet_steps += steps
+        self.t = t_end
+        if keep:
+            for name in self.STATE:
+                setattr(self, name, np.concatenate([st_[name] for st_ in states]))
+        return self.result()
+
+    # ------------------------------------------------------------------
+    STATE = ("x", "k", "chi", "band", "weight", "status", "pid", "clock", "ev")
+
+    def state_nbytes(self):
+        """Bytes of the packet state (what a checkpoint stores, before compression)."""
+        return int(sum(getattr(self, n).nbytes for n in self.STATE))
+
+    def checkpoint(self, path):
+        """Write the full state, records and configuration to ``path`` (atomic, checksummed)."""
+        from .io import write_checkpoint
+
+        arrays = {n: getattr(self, n) for n in self.STATE}
+        if self._records:
+            arrays["rec_times"] = np.array([r[0] for r in self._records])
+            arrays["rec_sums"] = np.stack([r[1] for r in self._records])
+            arrays["rec_counts"] = np.stack([r[2] for r in self._records])
+            arrays["rec_E"] = np.stack([r[3] for r in self._records])
+        config = dict(self._config)
+        config["seed"] = self.seed
+        scalars = {"t": self.t, "packet_steps": self.packet_steps, "plan": self._plan, "started": self.started,
+                   "ensemble": self._ensemble_info}
+        return write_checkpoint(path, arrays, config, scalars)
+
+    @classmethod
+    def resume(cls, path, progress=None):
+        """Rebuild a Simulation from a checkpoint written by :meth:`checkpoint`.
+
+        The packet state, time, records and random streams are restored, so
+        ``Simulation.resume(path).run()`` finishes the interrupted run and gives
+        exactly the result of an uninterrupted one.
+        """
+        from types import SimpleNamespace
+
+        from .io import read_checkpoint
+
+        arrays, config, scalars = read_checkpoint(path)
+        n = arrays["x"].shape[0]
+        ens = SimpleNamespace(x=arrays["x"], k=arrays["k"], chi=arrays["chi"], band=arrays["band"],
+                              weight=arrays["weight"], status=arrays["status"], pid=arrays["pid"],
+                              seed=config["seed"], kind=(scalars.get("ensemble") or {}).get("kind"),
+                              info=(scalars.get("ensemble") or {}).get("info"))
+        kw = {k: config[k] for k in ("dynamics", "channels", "observables", "dt", "integrator", "tol", "backend",
+                                     "nbatch", "shard", "orbital_moment")}
+        sim = cls(config["model"], ens, field=config["field"], progress=progress, check_dt=False,
+                  seed=config["seed"], **kw)
+        sim.clock = arrays["clock"].copy()
+        sim.ev = arrays["ev"].copy()
+        sim.status = arrays["status"].copy()
+        sim.t = float(scalars["t"])
+        sim.packet_steps = int(scalars["packet_steps"])
+        sim.started = scalars.get("started", sim.started)
+        sim._plan = scalars.get("plan")
+        sim._ensemble_info = scalars.get("ensemble")
+        if "rec_times" in arrays:
+            sim._records = [(float(t), s_, c_, e_) for t, s_, c_, e_ in
+                            zip(arrays["rec_times"], arrays["rec_sums"], arrays["rec_counts"], arrays["rec_E"])]
+        if n != sim.x.shape[0]:
+            raise RuntimeError("checkpoint state is inconsistent")
+        return sim
 
     @property
     def flagged(self):
