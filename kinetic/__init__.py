@@ -19,11 +19,19 @@ Implemented
     Liouvillian exponential or DOP853, dephasing projectors, general jump
     operators, time-dependent H) and the two-level Bloch equations.
 
-Still to come
--------------
-Linearised and time-dependent Boltzmann solvers, the non-adiabatic steady
-state of seed 001, coherence-matrix radiative transport (seed 002) and the
-MC-vs-kinetic comparison tool.
+Solvers
+-------
+:mod:`kinetic.boltzmann`
+    Linearised Boltzmann equation with the full Born kernel on the Fermi
+    contour (Drude, intrinsic, side-jump, anomalous-distribution
+    conductivities; relaxation-time mode) and the time-dependent
+    homogeneous Boltzmann equation (all orders in E).
+:mod:`kinetic.nonadiabatic`
+    Non-adiabatic steady state of seed 001 (Eqs. 54-63).
+:mod:`kinetic.coherence`
+    Coherence-matrix radiative transport of seed 002 (Eqs. 4.14-4.16).
+:mod:`kinetic.compare`
+    Monte Carlo versus kinetic tables of z-scores and figures.
 """
 from .closed_form import (
     berry_dipole_nonlinear_hall_current,
@@ -79,4 +87,44 @@ __all__ = [
     "density_from_bloch",
     "lindblad_evolve",
     "liouvillian",
+]
+
+from .boltzmann import (  # noqa: E402
+    FermiContour,
+    LinearResponse,
+    TDResult,
+    TimeDependentBoltzmann,
+    born_kernel,
+    fermi_contour,
+    linear_response,
+)
+from .coherence import CoherenceEvolution, CoherenceTransport  # noqa: E402
+from .compare import ComparisonRow, ComparisonTable, compare, mc_value  # noqa: E402
+from .nonadiabatic import (  # noqa: E402
+    NonadiabaticResult,
+    adiabatic_current,
+    hybridised_bands,
+    k_grid,
+    nonadiabatic_current,
+)
+
+__all__ += [
+    "FermiContour",
+    "LinearResponse",
+    "TDResult",
+    "TimeDependentBoltzmann",
+    "born_kernel",
+    "fermi_contour",
+    "linear_response",
+    "CoherenceEvolution",
+    "CoherenceTransport",
+    "ComparisonRow",
+    "ComparisonTable",
+    "compare",
+    "mc_value",
+    "NonadiabaticResult",
+    "adiabatic_current",
+    "hybridised_bands",
+    "k_grid",
+    "nonadiabatic_current",
 ]
