@@ -13,12 +13,18 @@ Q = -1.0
 
 
 class Current:
-    """Current density j = q sum_i w_i dx_i/dt, split into parts.
+    """Current density j = q sum_i w_i v_i, split into parts.
 
     Components (each a vector of length dim): ``total``, ``band`` (band
     velocity: sum_n |c_n|^2 d eps_n/dk in coherent mode, d eps_n/dk in
-    adiabatic mode) and ``anomalous`` = total - band (Berry-curvature /
-    inter-band coherence part).  In adiabatic mode, ``per_band=True`` adds the
+    adiabatic mode), ``anomalous`` = dx/dt - band (Berry-curvature /
+    inter-band coherence part) and ``jump``, the side-jump current
+    q sum_i w_i (displacement by events during the record interval)/interval
+    (REFERENCES §3) — the jumps are instantaneous, so they never appear in
+    dx/dt.  total = band + anomalous + jump.  The first three are
+    instantaneous values at the record time, ``jump`` is the average over the
+    preceding record interval (both are what a time average over a steady
+    state needs).  In adiabatic mode, ``per_band=True`` adds the
     total current carried by each band (shape (nbands, dim)).
 
     Units: e E0/(hbar L0^(d-1)) (code units); divide by E to get a
@@ -36,9 +42,10 @@ class Current:
         per_band = self.per_band
         if per_band and dynamics != "adiabatic":
             raise ValueError("Current(per_band=True) needs dynamics='adiabatic' (a coherent packet has no single band)")
-        ncomp = 3 * dim + (nb * dim if per_band else 0)
+        ncomp = 4 * dim + (nb * dim if per_band else 0)
         axes = "xyz"[:dim]
-        labels = ([f"total_{a}" for a in axes] + [f"band_{a}" for a in axes] + [f"anomalous_{a}" for a in axes])
+        labels = ([f"total_{a}" for a in axes] + [f"band_{a}" for a in axes] + [f"anomalous_{a}" for a in axes]
+                  + [f"jump_{a}" for a in axes])
         if per_band:
             labels += [f"band{n}_{a}" for n in range(nb) for a in axes]
 
@@ -46,20 +53,24 @@ class Current:
         def kernel(weight, n, x, k, C, out):
             xd = C[0]
             vb = C[2]
+            xj = C[6]
             for a in range(dim):
-                out[a] += Q * weight * xd[a]
+                out[a] += Q * weight * (xd[a] + xj[a])
                 out[dim + a] += Q * weight * vb[a]
                 out[2 * dim + a] += Q * weight * (xd[a] - vb[a])
+                out[3 * dim + a] += Q * weight * xj[a]
             if per_band:
                 for a in range(dim):
-                    out[3 * dim + n * dim + a] += Q * weight * xd[a]
+                    out[4 * dim + n * dim + a] += Q * weight * (xd[a] + xj[a])
 
         return ncomp, labels, (ncomp,), kernel
 
+    PARTS = {"total": 0, "band": 1, "anomalous": 2, "jump": 3}
+
     @staticmethod
     def part(values, dim, part="total"):
-        """Select ``part`` in {'total', 'band', 'anomalous'} from the component axis (last)."""
-        i = {"total": 0, "band": 1, "anomalous": 2}[part]
+        """Select ``part`` in {'total', 'band', 'anomalous', 'jump'} from the component axis (last)."""
+        i = Current.PARTS[part]
         return values[..., i * dim:(i + 1) * dim]
 
 

@@ -12,6 +12,9 @@ an ``@njit`` kernel function (DESIGN.md §3) that fills the context tuple
         (adiabatic: the unit vector of the packet's band)
 ``w``   instantaneous band energies (ascending)
 ``en``  en[0] = the packet's energy <chi|H|chi> + U(x)  (adiabatic: eps_n - m.B + U)
+``xj``  displacement of x by stochastic events (side jumps) during the record
+        interval divided by its length: the side-jump velocity, which is not
+        part of dx/dt (filled by the driver after ``context``)
 
 Observables (see the ``observables`` package) are ``@njit`` functions of this
 context, so every observable sees the same numbers the dynamics uses.
@@ -46,7 +49,7 @@ def make_context(model, field, dynamics, orbital_moment=True):
 
         @kernel
         def context(t, x, k, chi, n, P, S, C):
-            xd, kd, vb, cb, w, en = C
+            xd, kd, vb, cb, w, en, xj = C
             hm = S[4]
             v = S[8]
             work = S[9]
@@ -84,7 +87,7 @@ def make_context(model, field, dynamics, orbital_moment=True):
 
         @kernel
         def context(t, x, k, chi, n, P, S, C):
-            xd, kd, vb, cb, w, en = C
+            xd, kd, vb, cb, w, en, xj = C
             K = S[2]
             ok, e = rates(t, x, k, n, P, S, K, 0)
             for a in range(dim):

@@ -37,8 +37,7 @@ def compose_tally(kernels, offsets):
     return tally
 
 
-def build_advance(advance_packet, context, tally, alloc_scratch, alloc_context, dim, nb, ncomp, nev,
-                  check_norm=True):
+def build_advance(advance_packet, start, finish, alloc_scratch, alloc_context, dim, nb, ncomp, nev):
     """Build the parallel CPU kernel that advances all packets by one record interval.
 
     Signature of the returned function::
@@ -46,17 +45,14 @@ def build_advance(advance_packet, context, tally, alloc_scratch, alloc_context, 
         advance(X, K, CHI, BAND, W, STATUS, PID, CLOCK, EV, t0, dt, nsteps, tol, P, key0, key1,
                 nbatch, shard, rows, counts) -> packet_steps
 
-    ``rows`` (nshards, nbatch, ncomp) and ``counts`` (nshards, nbatch) receive
-    the tallies of each shard of ``shard`` consecutive packets, summed in
-    packet order; :func:`tree_reduce` combines shards.
-
-    For each packet with status OK it calls ``advance_packet``
-    (:mod:`packets.packet`: steps and events from t0 to t0 + nsteps dt), checks
-    the state (finite, |chi| = 1 within 1e-8), evaluates the measurement
-    context and adds the observables, then the event counts (unweighted, the
-    last ``nev`` components), into the shard's row ``pid % nbatch``.
+    For each packet with status OK it calls ``start``, ``advance_packet``
+    (:mod:`packets.packet`: steps and events from t0 to t0 + nsteps dt) and
+    ``finish`` (checks, measurement context, observables and event counts)
+    into the shard's row ``pid % nbatch``.  ``rows`` (nshards, nbatch, ncomp)
+    and ``counts`` (nshards, nbatch) receive the tallies of each shard of
+    ``shard`` consecutive packets, summed in packet order; :func:`tree_reduce`
+    combines shards.
     """
-    norm_tol = 1e-8
 
     @kernel
     def run_chunk(c, X, K, CHI, BAND, W, STATUS, PID, CLOCK, EV, t0, dt, nsteps, tol, P, key0, key1, nbatch,
@@ -78,35 +74,15 @@ def build_advance(advance_packet, context, tally, alloc_scratch, alloc_context, 
                 k[a] = K[i, a]
             for j in range(nb):
                 chi[j] = CHI[i, j]
-            for j in range(nev):
-                evc[j] = 0
+            start(evc, S)
             code, band, clock, ev, ns = advance_packet(t0, dt, nsteps, tol, x, k, chi, BAND[i], CLOCK[i], EV[i],
                                                        P, S, key0, key1, PID[i], evc)
             nst += ns
-            if code == st.OK:
-                good = True
-                for a in range(dim):
-                    if not (np.isfinite(x[a]) and np.isfinite(k[a])):
-                        good = False
-                nrm = 0.0
-                for j in range(nb):
-                    nrm += chi[j].real * chi[j].real + chi[j].imag * chi[j].imag
-                if not np.isfinite(nrm):
-                    good = False
-                if not good:
-                    code = st.NAN
-                elif check_norm and abs(nrm - 1.0) > norm_tol:
-                    code = st.NORM_DRIFT
             b = PID[i] % nbatch
-            for j in range(nev):
-                rows[b, ncomp - nev + j] += evc[j]
-            if code == st.OK:
-                ok = context(t0 + nsteps * dt, x, k, chi, band, P, S, C)
-                if not ok:
-                    code = st.SINGULAR
-                else:
-                    tally(W[i], band, x, k, C, rows[b])
-                    crow[b] += 1
+            code, tallied = finish(t0 + nsteps * dt, nsteps * dt, code, x, k, chi, band, W[i], evc, P, S, C,
+                                   rows[b])
+            if tallied:
+                crow[b] += 1
             for a in range(dim):
                 X[i, a] = x[a]
                 K[i, a] = k[a]

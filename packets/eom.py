@@ -448,7 +448,7 @@ def make_coherent_step(model, field):
         for a in range(dim):
             xs[a] = x[a] + dt * K[2, 0, a]
             ks[a] = k[a] + dt * K[2, 1, a]
-        combine(H1, H2, H3, H4, -1.0, 0.0, 2.0, 0.0, comb)
+        combine(H1, H2, H3, H1, -1.0, 0.0, 2.0, 0.0, comb)  # H4 not computed yet
         expm(comb, h2, cb, w, v, work, tmp)
         h(xs, ks, pm, H4)
         rates(t + dt, xs, ks, cb, P, S, K, 3)

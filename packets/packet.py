@@ -45,6 +45,7 @@ import numpy as np
 
 from . import rng
 from . import status as st
+from .jit import kernel
 
 #: tentative-event randoms: stream 0 (choice, clock); channels: stream 1
 CHANNEL_STREAM = 1
@@ -94,7 +95,10 @@ def make_packet_advance(step, adaptive, event, nchan):
     -> (status, band, clock, ev, steps)`` integrates from t0 to t0 + nsteps dt.
     ``P = (p_model, p_efield, p_potential, B, p_channels, majorants)``; ``evc``
     (int64[2 nchan + 1]) receives accepted events per channel, band-changing
-    events per channel and the number of tentative events.
+    events per channel and the number of tentative events.  The displacement
+    of x by events (side jumps) is *added* to the scratch entry ``S[33]``
+    (``jx``), which the driver zeroes per packet and interval: the
+    side-jump current is not in dx/dt, only in these jumps.
     """
     use_adaptive = adaptive is not None
     has_events = nchan > 0
@@ -156,7 +160,12 @@ def make_packet_advance(step, adaptive, event, nchan):
                 while target >= acc and c < gm.shape[0] - 1:
                     c += 1
                     acc += gm[c]
+                jx = S[33]
+                for a in range(x.shape[0]):
+                    jx[a] -= x[a]
                 code, accepted, nb_new = event(c, tcur, x, k, chi, band, P, S, key0, key1, pid, ev)
+                for a in range(x.shape[0]):
+                    jx[a] += x[a]
                 evc[2 * nchan] += 1
                 if accepted:
                     evc[c] += 1
@@ -170,3 +179,62 @@ def make_packet_advance(step, adaptive, event, nchan):
         return code, band, clock, ev, nst
 
     return advance_packet
+
+
+#: |chi|^2 - 1 beyond which a coherent packet is flagged NORM_DRIFT
+NORM_TOL = 1e-8
+
+
+def make_packet_finish(context, tally, dim, nb, ncomp, nev, check_norm=True):
+    """Build ``start``/``finish`` kernels shared by the CPU and CUDA drivers.
+
+    ``start(evc, S)`` zeroes the event counters and the event-displacement
+    accumulator of one packet before :func:`make_packet_advance`'s
+    ``advance_packet``.  ``finish(t_end, interval, code, x, k, chi, band,
+    weight, evc, P, S, C, row) -> (code, tallied)`` then: checks the state
+    (finite x, k, chi; |chi|^2 = 1 within :data:`NORM_TOL`), adds the event
+    counts to the last ``nev`` components of ``row``, and for a good packet
+    evaluates the measurement context at ``t_end``, sets the side-jump
+    velocity C[6] = (displacement by events)/interval and adds the
+    observables into ``row``.  ``row`` is the packet's batch row (accumulated
+    on the CPU, a per-thread row on the GPU).
+    """
+
+    @kernel
+    def start(evc, S):
+        for j in range(evc.shape[0]):
+            evc[j] = 0
+        jx = S[33]
+        for a in range(dim):
+            jx[a] = 0.0
+
+    @kernel
+    def finish(t_end, interval, code, x, k, chi, band, weight, evc, P, S, C, row):
+        if code == st.OK:
+            good = True
+            for a in range(dim):
+                if not (math.isfinite(x[a]) and math.isfinite(k[a])):
+                    good = False
+            nrm = 0.0
+            for j in range(nb):
+                nrm += chi[j].real * chi[j].real + chi[j].imag * chi[j].imag
+            if not math.isfinite(nrm):
+                good = False
+            if not good:
+                code = st.NAN
+            elif check_norm and abs(nrm - 1.0) > NORM_TOL:
+                code = st.NORM_DRIFT
+        for j in range(nev):
+            row[ncomp - nev + j] += evc[j]
+        if code != st.OK:
+            return code, False
+        if not context(t_end, x, k, chi, band, P, S, C):
+            return st.SINGULAR, False
+        xj = C[6]
+        jx = S[33]
+        for a in range(dim):
+            xj[a] = jx[a] / interval if interval > 0.0 else 0.0
+        tally(weight, band, x, k, C, row)
+        return st.OK, True
+
+    return start, finish

@@ -107,15 +107,20 @@ class Result:
     def __contains__(self, name):
         return name in self.layout
 
-    def conductivity(self, t_min=None, t_max=None, part="total"):
+    def conductivity(self, t_min=None, t_max=None, part="total", reference=None):
         """Conductivity sigma_ab = j_a / E_b from the time-averaged current (e^2/hbar).
 
         The field must be static and along one Cartesian axis b (then only
         column b of sigma is measured).  Returns ``(sigma, stderr, b)`` with
         sigma and stderr of shape (dim,): the column sigma_{a b}, a = 0..dim-1.
-        ``part`` selects the total, band-velocity or anomalous current.
+        ``part`` selects the total, band-velocity, anomalous or side-jump current.
         The systematic error of a finite field (nonlinear response) is not
         included; compare two field strengths to bound it.
+
+        ``reference``: a Result of the same ensemble and seed run at E = 0
+        (correlated sampling).  The current is then j(E) - j(0) formed batch
+        by batch, which removes the large equilibrium fluctuations of a
+        Fermi-sea ensemble from the estimate and its error bar.
         """
         if "current" not in self.layout:
             raise ValueError("conductivity needs the Current observable in the run")
@@ -128,8 +133,17 @@ class Result:
             raise ValueError(f"conductivity() needs E along exactly one axis, got E = {E0.tolist()}")
         b = int(nz[0])
         dim = E0.size
-        mean, se = self["current"].time_average(t_min, t_max)
-        i = {"total": 0, "band": 1, "anomalous": 2}[part]
+        cur = self["current"]
+        if reference is not None:
+            ref = reference["current"]
+            if not np.array_equal(ref.times, cur.times) or ref.sums.shape != cur.sums.shape:
+                raise ValueError("reference result must have the same record times, batches and observables")
+            cur = Series("current", cur.times, cur.sums - ref.sums, cur.labels, cur.shape)
+        mean, se = cur.time_average(t_min, t_max)
+        parts = {"total": 0, "band": 1, "anomalous": 2, "jump": 3}
+        if part not in parts:
+            raise ValueError(f"unknown part {part!r}; choose one of {list(parts)}")
+        i = parts[part]
         j = mean[i * dim:(i + 1) * dim]
         jse = se[i * dim:(i + 1) * dim]
         return j / E0[b], jse / abs(E0[b]), b

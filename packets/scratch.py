@@ -26,13 +26,16 @@ def scratch_layout(dim, nb):
         # event-channel scratch (scattering, dephasing, relaxation)
         ("ew", (nb,), f), ("evec", (nb, nb), c), ("ek", (dim,), f), ("ebrk", (64,), np.int64),
         ("edh", (dim, nb, nb), c), ("ec", (nb,), c),
+        # displacement by events (side jumps) during the current record interval
+        ("jx", (dim,), f),
     ]
 
 
 def context_layout(dim, nb):
     """Layout of the measurement context C (see :mod:`packets.context`)."""
     return [("xd", (dim,), np.float64), ("kd", (dim,), np.float64), ("vb", (dim,), np.float64),
-            ("cb", (nb,), np.complex128), ("w", (nb,), np.float64), ("en", (1,), np.float64)]
+            ("cb", (nb,), np.complex128), ("w", (nb,), np.float64), ("en", (1,), np.float64),
+            ("xj", (dim,), np.float64)]
 
 
 def make_allocator(layout, target="cpu"):

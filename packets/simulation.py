@@ -22,12 +22,12 @@ from .driver_cpu import build_advance, compose_tally, tree_reduce
 from .eom import (make_adaptive_advance, make_adiabatic_step, make_coherent_step, make_coherent_step2,
                   make_scratch_allocator)
 from .field import Field
-from .packet import compose_channels, first_clock, make_packet_advance
+from .packet import compose_channels, first_clock, make_packet_advance, make_packet_finish
 from .result import Result
 
 DYNAMICS = ("coherent", "adiabatic")
 INTEGRATORS = ("rk4", "adaptive")
-BACKENDS = ("cpu",)
+BACKENDS = ("cpu", "cuda", "auto")
 
 _KERNEL_CACHE = {}
 
@@ -91,8 +91,11 @@ class Simulation:
         local tolerance ``tol`` (then ``dt`` is the initial step).
     tol : float
         Local error tolerance of the adaptive integrator.
-    backend : {"cpu"}
-        "cpu": numba, parallel over packets on all cores.
+    backend : {"cpu", "cuda", "auto"}
+        "cpu": numba, parallel over packets on all cores; "cuda": one GPU
+        thread per packet (raises a clear error when no GPU or CUDA compiler
+        is usable); "auto": the GPU when usable, else the CPU (it warns which).
+        The result records the backend, the device name and versions.
     nbatch : int
         Number of independent packet batches for error bars (>= 2).
     shard : int
@@ -123,7 +126,10 @@ class Simulation:
         if integrator not in INTEGRATORS:
             raise ValueError(f"unknown integrator {integrator!r}; choose one of {INTEGRATORS}")
         if backend not in BACKENDS:
-            raise ValueError(f"unknown or unavailable backend {backend!r}; available: {BACKENDS}")
+            raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+        self.device = "cpu"
+        if backend in ("cuda", "auto"):
+            backend = self._resolve_backend(backend)
         if not (isinstance(dt, (int, float)) and dt > 0 and math.isfinite(dt)):
             raise ValueError(f"dt must be a positive finite number, got {dt!r}")
         if int(nbatch) < 2:
@@ -190,6 +196,7 @@ class Simulation:
             self.status[bad & (self.status == st.OK)] = st.NAN
         self.t = 0.0
         self.packet_steps = 0
+        self._runner = None
         self.ev = np.zeros(self.x.shape[0], dtype=np.int64)
         self.started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         self._plan = None
@@ -203,6 +210,34 @@ class Simulation:
         self._build()
 
     # ------------------------------------------------------------------
+    @staticmethod
+    def _gpu_usable():
+        import importlib.util
+
+        if importlib.util.find_spec("numba_cuda") is None and importlib.util.find_spec("numba.cuda") is None:
+            return False, "numba-cuda is not installed (pip install 'packets[cuda12]')"
+        import gpu
+
+        return gpu.available(allow_simulator=True)
+
+    def _resolve_backend(self, backend):
+        """'cuda': require a usable GPU and compiler (clear error otherwise); 'auto': GPU if present."""
+        ok, why = self._gpu_usable()
+        if backend == "cuda" and not ok:
+            raise ValueError(f"backend='cuda' is not available here: {why}; use backend='cpu' or 'auto'")
+        if ok:
+            import gpu
+
+            self.device = gpu.device_info().get("name", "cuda")
+            resolved = "cuda"
+        else:
+            resolved = "cpu"
+        if backend == "auto":
+            import warnings
+
+            warnings.warn(f"backend='auto' chose {resolved!r} ({self.device if ok else why})", stacklevel=3)
+        return resolved
+
     def _check_time_step(self):
         """Refuse dt when dt * (band spread) > 1 at the ensemble's initial states."""
         if self.model.nbands < 2 or self.dynamics != "coherent":
@@ -220,7 +255,7 @@ class Simulation:
 
     def _build(self):
         model, field = self.model, self.field
-        key = (model.h, model.dhdk, model.dhdx, model.textured, model.dim, model.nbands, field.efield,
+        key = (self.backend, model.h, model.dhdk, model.dhdx, model.textured, model.dim, model.nbands, field.efield,
                field.potential, field.has_B, field.has_potential, self.dynamics, self.integrator,
                self.orbital_moment, tuple(_obs_key(o) for o in self.observables))
         layout = {}
@@ -287,9 +322,20 @@ class Simulation:
         advance_packet = make_packet_advance(step, adaptive, event, nchan)
         context = make_context(model, field, self.dynamics, self.orbital_moment)
         tally = compose_tally(kernels, offsets)
-        adv = build_advance(advance_packet, context, tally, make_scratch_allocator(model.dim, model.nbands),
-                            make_context_allocator(model.dim, model.nbands), model.dim, model.nbands, self.ncomp,
-                            self.nev)
+        start, finish = make_packet_finish(context, tally, model.dim, model.nbands, self.ncomp, self.nev)
+        self._parts = (advance_packet, start, finish)
+        if self.backend == "cuda":
+            import gpu
+            from .scratch import context_layout, make_allocator, scratch_layout
+
+            adv = gpu.build_cuda_advance(advance_packet, start, finish,
+                                         make_allocator(scratch_layout(model.dim, model.nbands), "cuda"),
+                                         make_allocator(context_layout(model.dim, model.nbands), "cuda"),
+                                         model.dim, model.nbands, self.ncomp, self.nev)
+        else:
+            adv = build_advance(advance_packet, start, finish, make_scratch_allocator(model.dim, model.nbands),
+                                make_context_allocator(model.dim, model.nbands), model.dim, model.nbands,
+                                self.ncomp, self.nev)
         _KERNEL_CACHE[key] = adv
         self._advance = adv
 
@@ -304,6 +350,19 @@ class Simulation:
         return 0
 
     def _interval(self, nsteps):
+        if self.backend == "cuda":
+            # ensemble stays on the device across record intervals (gpu.CudaRunner)
+            if self._runner is None:
+                self._runner = self._advance.runner(self.x, self.k, self.chi, self.band, self.weight, self.status,
+                                                    self.pid, self.clock, self.ev, self._params())
+            out = np.zeros((self.nbatch, self.ncomp))
+            counts = np.zeros(self.nbatch, dtype=np.int64)
+            ns = self._runner.advance(self.t, self.dt, nsteps, self.tol, self.key[0], self.key[1], self.nbatch, out,
+                                      counts, P=self._params())
+            self.packet_steps += int(ns)
+            self.t = self.t + nsteps * self.dt
+            self._records.append((self.t, out, counts, self.field.E_at(self.t)))
+            return
         n = self.x.shape[0]
         nsh = max((n + self.shard - 1) // self.shard, 1)
         rows = np.zeros((nsh, self.nbatch, self.ncomp))
@@ -397,8 +456,14 @@ class Simulation:
                 self.checkpoint(checkpoint)
         if bar is not None:
             bar.close()
+        self._sync()
         self.wall_time = time.time() - wall0
         return self.result()
+
+    def _sync(self):
+        """Bring the device-resident state back to the host arrays (CUDA backend)."""
+        if self._runner is not None:
+            self._runner.download()
 
     def result(self):
         """Build the :class:`Result` of everything recorded so far."""
@@ -413,7 +478,7 @@ class Simulation:
         meta = {"started": self.started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "git_revision": git_revision(), "ensemble": self._ensemble_info,"model": self.model.describe(), "field": self.field.describe(), "dynamics": self.dynamics,
                 "integrator": self.integrator, "dt": self.dt, "tol": self.tol, "backend": self.backend,
-                "device": "cpu", "threads": numba.get_num_threads(), "n_packets": int(self.x.shape[0]),
+                "device": self.device, "threads": numba.get_num_threads(), "n_packets": int(self.x.shape[0]),
                 "seed": self.seed, "packet_steps": self.packet_steps, "nbatch": self.nbatch, "shard": self.shard,
                 "versions": _versions(),
                 "observables": list(self.layout),
@@ -458,6 +523,7 @@ class Simulation:
         """Write the full state, records and configuration to ``path`` (atomic, checksummed)."""
         from .io import write_checkpoint
 
+        self._sync()
         arrays = {n: getattr(self, n) for n in self.STATE}
         if self._records:
             arrays["rec_times"] = np.array([r[0] for r in self._records])
@@ -510,4 +576,5 @@ class Simulation:
     @property
     def flagged(self):
         """Indices of packets whose status is not OK (excluded from tallies)."""
+        self._sync()
         return np.flatnonzero(self.status != st.OK)

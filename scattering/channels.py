@@ -280,7 +280,7 @@ class ElasticScattering:
                     return True
                 dhdk(x, kk, P[0], dk, work)
                 vv = 0.0
-                grad = S[29]
+                grad = S[13]
                 for a in range(dim):
                     grad[a] = linalg.expectation_at(dk, a, v[:, m])
                     vv += grad[a] * grad[a]
@@ -468,7 +468,7 @@ class Dephasing:
                 if not np.isfinite(g) or g < 0:
                     raise ValueError(f"dephasing rate_function returned {g!r} at k = {sim.k[i].tolist()}; "
                                      "it must be finite and >= 0")
-                if g > self.rate:
+                if g > self.rate * (1.0 + 1e-12):  # same round-off allowance as the kernel check
                     raise ValueError(f"dephasing rate_function = {g:g} exceeds the majorant rate = {self.rate:g}; "
                                      "raise `rate`")
         rfi = _inline(rf)
@@ -694,7 +694,7 @@ class UserChannel:
             if not np.isfinite(g) or g < 0:
                 raise ValueError(f"UserChannel {self.name!r}: rate returned {g!r} at packet {i}; it must be finite "
                                  "and >= 0")
-            if g > self.majorant:
+            if g > self.majorant * (1.0 + 1e-12):  # same round-off allowance as the kernel check
                 raise ValueError(f"UserChannel {self.name!r}: rate {g:g} exceeds the majorant {self.majorant:g} at "
                                  f"packet {i}; raise the majorant")
         np_ = self.params.size
