@@ -25,6 +25,7 @@ from .jit import kernel
 import numpy as np
 
 from . import linalg
+from . import status as st
 from .scratch import context_layout, make_allocator
 from .eom import make_adiabatic_rates, make_coherent_rates
 
@@ -34,8 +35,13 @@ def make_context_allocator(dim, nb):
     return make_allocator(context_layout(dim, nb), "cpu")
 
 
-def make_context(model, field, dynamics, orbital_moment=True):
-    """Build the context kernel for ``dynamics`` in {"coherent", "adiabatic"}."""
+def make_context(model, field, dynamics, orbital_moment=True, manifold=None):
+    """Build the context kernel for ``dynamics`` in {"coherent", "adiabatic"}.
+
+    ``manifold=(lo, hi)``: coherent dynamics inside an active manifold
+    (:mod:`packets.manifold`); dx/dt and dk/dt then include the remote-band
+    curvature terms of seed 001 Eq. 42.
+    """
     dim = model.dim
     nb = model.nbands
     h = model.h
@@ -45,7 +51,21 @@ def make_context(model, field, dynamics, orbital_moment=True):
     eigh = linalg.eigh_for(nb)
 
     if dynamics == "coherent":
-        rates = make_coherent_rates(model, field)
+        if manifold is None:
+            crates = make_coherent_rates(model, field)
+
+            @kernel(inline="always")
+            def rates(t, x, k, chi, P, S, K, j):
+                crates(t, x, k, chi, P, S, K, j)
+                return True
+        else:
+            from .manifold import make_manifold_rates
+
+            mrates = make_manifold_rates(model, field, manifold[0], manifold[1])
+
+            @kernel(inline="always")
+            def rates(t, x, k, chi, P, S, K, j):
+                return mrates(t, x, k, chi, P, S, K, j, S[24]) != st.SINGULAR
 
         @kernel
         def context(t, x, k, chi, n, P, S, C):
@@ -56,7 +76,8 @@ def make_context(model, field, dynamics, orbital_moment=True):
             dk = S[11]
             mm = S[3]
             K = S[2]
-            rates(t, x, k, chi, P, S, K, 0)
+            if not rates(t, x, k, chi, P, S, K, 0):
+                return False
             for a in range(dim):
                 xd[a] = K[0, 0, a]
                 kd[a] = K[0, 1, a]

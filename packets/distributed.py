@@ -194,6 +194,7 @@ def run_task(config, state, t0, records_before, plan, want_state=True):
                           seed=config["seed"], kind=config.get("ensemble_kind"), info=None)
     kw = {k: config[k] for k in ("dynamics", "channels", "observables", "dt", "integrator", "tol", "nbatch", "shard",
                                  "orbital_moment")}
+    kw["manifold"] = config.get("manifold")
     sim = Simulation(config["model"], ens, field=config["field"], progress=False, check_dt=False, seed=config["seed"],
                      backend=config.get("task_backend", "cpu"), **kw)
     if "clock" in state:

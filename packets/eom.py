@@ -203,36 +203,19 @@ def make_coherent_rates(model, field):
     return rates
 
 
-def make_band_state(model, field, orbital_moment=True):
-    """Build ``band_state(t, x, k, n, P, S, grad) -> (ok, energy, D)`` for adiabatic packets.
+def make_band_matrices(model):
+    """Build ``eigen_and_matrices(x, k, P, S)``: eigensystem and band-basis derivative matrices.
 
-    Diagonalises H(x, k), forms the band-basis derivative matrices
-    M^lambda = V^dagger dH/dlambda V for lambda = (x_1..x_d, k_1..k_d) in
-    ``S[15]`` (eigensystem in ``S[7]``, ``S[8]``), the symplectic form
-    omega in ``S[16]`` and grad_xi of the band energy (with -m.B if B and
-    ``orbital_moment``) in ``grad`` (length 2 dim).  The external potential
-    and the electric field are *not* in ``grad``; see the adiabatic rates.
+    Diagonalises H(x, k) into S[7] (energies) and S[8] (eigenvector columns)
+    and fills S[15][lambda] = V^dagger dH/dlambda V for lambda = (x_1..x_d,
+    k_1..k_d) (x components only for textured models).
     """
     dim = model.dim
-    h = model.h
-    dhdk = model.dhdk
-    dhdx = model.dhdx
+    h = inlined(model.h)
+    dhdk = inlined(model.dhdk)
+    dhdx = inlined(model.dhdx)
     textured = model.textured
-    has_b = field.has_B and dim >= 2
-    use_m = has_b and orbital_moment
-    degtol = bandgeom.DEGTOL
-    nxi = 2 * dim
     eigh = linalg.eigh_for(model.nbands)
-
-    @kernel
-    def moment_dot_b(w, M, n, B):
-        # m_n . B from the k-k band matrices (seed 003; REFERENCES §1 sign)
-        if dim == 2:
-            return bandgeom.orbital_moment(w, M[dim], M[dim + 1], n, degtol) * B[2]
-        mx = bandgeom.orbital_moment(w, M[dim + 1], M[dim + 2], n, degtol)
-        my = bandgeom.orbital_moment(w, M[dim + 2], M[dim], n, degtol)
-        mz = bandgeom.orbital_moment(w, M[dim], M[dim + 1], n, degtol)
-        return mx * B[0] + my * B[1] + mz * B[2]
 
     @kernel
     def eigen_and_matrices(x, k, P, S):
@@ -253,6 +236,38 @@ def make_band_state(model, field, orbital_moment=True):
             dhdx(x, k, pm, dx, work)
             for a in range(dim):
                 linalg.sandwich(v, dx[a], M[a])
+
+    return eigen_and_matrices
+
+
+def make_band_state(model, field, orbital_moment=True):
+    """Build ``band_state(t, x, k, n, P, S, grad) -> (ok, energy, D)`` for adiabatic packets.
+
+    Diagonalises H(x, k), forms the band-basis derivative matrices
+    M^lambda = V^dagger dH/dlambda V for lambda = (x_1..x_d, k_1..k_d) in
+    ``S[15]`` (eigensystem in ``S[7]``, ``S[8]``), the symplectic form
+    omega in ``S[16]`` and grad_xi of the band energy (with -m.B if B and
+    ``orbital_moment``) in ``grad`` (length 2 dim).  The external potential
+    and the electric field are *not* in ``grad``; see the adiabatic rates.
+    """
+    dim = model.dim
+    textured = model.textured
+    has_b = field.has_B and dim >= 2
+    use_m = has_b and orbital_moment
+    degtol = bandgeom.DEGTOL
+    nxi = 2 * dim
+
+    @kernel
+    def moment_dot_b(w, M, n, B):
+        # m_n . B from the k-k band matrices (seed 003; REFERENCES §1 sign)
+        if dim == 2:
+            return bandgeom.orbital_moment(w, M[dim], M[dim + 1], n, degtol) * B[2]
+        mx = bandgeom.orbital_moment(w, M[dim + 1], M[dim + 2], n, degtol)
+        my = bandgeom.orbital_moment(w, M[dim + 2], M[dim], n, degtol)
+        mz = bandgeom.orbital_moment(w, M[dim], M[dim + 1], n, degtol)
+        return mx * B[0] + my * B[1] + mz * B[2]
+
+    eigen_and_matrices = make_band_matrices(model)
 
     @kernel
     def band_state(t, x, k, n, P, S, grad):

@@ -110,7 +110,7 @@ class Result:
     def conductivity(self, t_min=None, t_max=None, part="total", reference=None):
         """Conductivity sigma_ab = j_a / E_b from the time-averaged current (e^2/hbar).
 
-        The field must be static and along one Cartesian axis b (then only
+        The field must be static over the averaging window and along one Cartesian axis b (then only
         column b of sigma is measured).  Returns ``(sigma, stderr, b)`` with
         sigma and stderr of shape (dim,): the column sigma_{a b}, a = 0..dim-1.
         ``part`` selects the total, band-velocity, anomalous or side-jump current.
@@ -124,9 +124,15 @@ class Result:
         """
         if "current" not in self.layout:
             raise ValueError("conductivity needs the Current observable in the run")
-        E = self.E
-        if not np.allclose(E, E[0], rtol=0, atol=0):
-            raise ValueError("conductivity() needs a static field; use result['current'] for time-dependent fields")
+        sel = np.ones(len(self.times), bool)
+        if t_min is not None:
+            sel &= self.times >= t_min - 1e-12
+        if t_max is not None:
+            sel &= self.times <= t_max + 1e-12
+        E = self.E[sel] if np.any(sel) else self.E
+        if not np.array_equal(E, np.broadcast_to(E[0], E.shape)):
+            raise ValueError("conductivity() needs a field that is static over [t_min, t_max]; use "
+                             "result['current'] for time-dependent fields")
         E0 = E[0]
         nz = np.flatnonzero(E0 != 0.0)
         if nz.size != 1:

@@ -32,6 +32,12 @@ BACKENDS = ("cpu", "cuda", "auto")
 _KERNEL_CACHE = {}
 
 
+def _round_down(v, digits=3):
+    """``v`` rounded *down* to ``digits`` significant digits (a dt that passes the check)."""
+    e = math.floor(math.log10(v)) - (digits - 1)
+    return math.floor(v / 10.0 ** e) * 10.0 ** e
+
+
 def _versions():
     import importlib.metadata as md
     import platform
@@ -112,6 +118,11 @@ class Simulation:
         runs longer than ~2 s; False never.
     check_dt : bool
         Refuse a time step too large for the band spread (default True).
+    manifold : (int, int), optional
+        Coherent dynamics restricted to the active manifold of bands
+        lo..hi-1, with the remote bands entering through their non-Abelian
+        curvature (seed 001 Eqs. 34, 42; :mod:`packets.manifold`).  The
+        ensemble's pseudospins must lie in the manifold.
     seed : int, optional
         Seed of the event random streams (default: the ensemble's seed).  The
         Philox key is derived from it through its own SeedSequence spawn key, so
@@ -120,7 +131,7 @@ class Simulation:
 
     def __init__(self, model, ensemble, field=None, dynamics="coherent", channels=(), observables=(), dt=0.05,
                  integrator="rk4", tol=1e-9, backend="cpu", nbatch=32, shard=4096, orbital_moment=True,
-                 progress=None, check_dt=True, seed=None):
+                 progress=None, check_dt=True, seed=None, manifold=None):
         if dynamics not in DYNAMICS:
             raise ValueError(f"unknown dynamics {dynamics!r}; choose one of {DYNAMICS}")
         if integrator not in INTEGRATORS:
@@ -158,6 +169,18 @@ class Simulation:
             if arr.shape[1:] != shape:
                 raise ValueError(f"ensemble.{name} has shape {arr.shape}, expected (n,) + {shape} for this model")
         self.dynamics = dynamics
+        if manifold is not None:
+            if dynamics != "coherent":
+                raise ValueError("manifold=(lo, hi) needs dynamics='coherent'")
+            lo, hi = (int(manifold[0]), int(manifold[1]))
+            if not (0 <= lo < hi <= model.nbands):
+                raise ValueError(f"manifold must be (lo, hi) with 0 <= lo < hi <= nbands = {model.nbands}, got "
+                                 f"{manifold!r}")
+            if hi - lo == model.nbands:
+                manifold = None  # the whole band set: plain coherent dynamics
+            else:
+                manifold = (lo, hi)
+        self.manifold = manifold
         self.integrator = integrator
         self.tol = float(tol)
         self.backend = backend
@@ -194,6 +217,16 @@ class Simulation:
                 & np.all(np.isfinite(self.chi), axis=1) & np.isfinite(self.weight))
         if np.any(bad):
             self.status[bad & (self.status == st.OK)] = st.NAN
+        if self.manifold is not None:
+            from .manifold import manifold_leakage
+
+            ok = np.flatnonzero(self.status == st.OK)
+            leak = manifold_leakage(model, self.k[ok], self.x[ok], self.chi[ok], *self.manifold)
+            if leak.size and leak.max() > 1e-8:
+                i = int(ok[np.argmax(leak)])
+                raise ValueError(f"packet {i} has {leak.max():.3g} of its weight outside the active manifold "
+                                 f"{self.manifold}; build the ensemble with pseudospins in bands "
+                                 f"{self.manifold[0]}..{self.manifold[1] - 1}")
         self.t = 0.0
         self.packet_steps = 0
         self._runner = None
@@ -203,7 +236,7 @@ class Simulation:
         self._config = {"model": model, "field": field, "dynamics": dynamics, "channels": list(channels),
                         "observables": list(observables), "dt": float(dt), "integrator": integrator, "tol": float(tol),
                         "backend": backend, "nbatch": int(nbatch), "shard": int(shard),
-                        "orbital_moment": bool(orbital_moment), "seed": None}
+                        "orbital_moment": bool(orbital_moment), "seed": None, "manifold": manifold}
         self._records = []
         if check_dt:
             self._check_time_step()
@@ -240,8 +273,8 @@ class Simulation:
 
     def _check_time_step(self):
         """Refuse dt when dt * (band spread) > 1 at the ensemble's initial states."""
-        if self.model.nbands < 2 or self.dynamics != "coherent":
-            return
+        if self.model.nbands < 2 or self.dynamics != "coherent" or self.integrator == "adaptive":
+            return  # adaptive: dt is only the first step
         sel = np.flatnonzero(self.status == st.OK)
         if sel.size == 0:
             return
@@ -251,11 +284,11 @@ class Simulation:
         if self.dt * spread > 1.0:
             raise ValueError(f"dt = {self.dt:g} is too large for the band spread {spread:.4g} of this ensemble "
                              f"(phase advance dt*spread = {self.dt * spread:.3g} rad per step > 1); "
-                             f"use dt <= {1.0 / spread:.3g} (or integrator='adaptive')")
+                             f"use dt <= {_round_down(1.0 / spread)} (or integrator='adaptive')")
 
     def _build(self):
         model, field = self.model, self.field
-        key = (self.backend, model.h, model.dhdk, model.dhdx, model.textured, model.dim, model.nbands, field.efield,
+        key = (self.backend, self.manifold, model.h, model.dhdk, model.dhdx, model.textured, model.dim, model.nbands, field.efield,
                field.potential, field.has_B, field.has_potential, self.dynamics, self.integrator,
                self.orbital_moment, tuple(_obs_key(o) for o in self.observables))
         layout = {}
@@ -313,14 +346,18 @@ class Simulation:
         if key in _KERNEL_CACHE:
             self._advance = _KERNEL_CACHE[key]
             return
-        if self.dynamics == "coherent":
+        if self.dynamics == "coherent" and self.manifold is not None:
+            from .manifold import make_manifold_step
+
+            step = make_manifold_step(model, field, *self.manifold)
+        elif self.dynamics == "coherent":
             step = make_coherent_step2(model, field) if model.nbands == 2 else make_coherent_step(model, field)
         else:
             step = make_adiabatic_step(model, field, self.orbital_moment)
         adaptive = make_adaptive_advance(model, step) if self.integrator == "adaptive" else None
         event = compose_channels(applies, coffs, clens)
         advance_packet = make_packet_advance(step, adaptive, event, nchan)
-        context = make_context(model, field, self.dynamics, self.orbital_moment)
+        context = make_context(model, field, self.dynamics, self.orbital_moment, self.manifold)
         tally = compose_tally(kernels, offsets)
         start, finish = make_packet_finish(context, tally, model.dim, model.nbands, self.ncomp, self.nev)
         self._parts = (advance_packet, start, finish)
@@ -477,7 +514,7 @@ class Simulation:
         from .io import git_revision
         meta = {"started": self.started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "git_revision": git_revision(), "ensemble": self._ensemble_info,"model": self.model.describe(), "field": self.field.describe(), "dynamics": self.dynamics,
-                "integrator": self.integrator, "dt": self.dt, "tol": self.tol, "backend": self.backend,
+                "integrator": self.integrator, "manifold": self.manifold, "dt": self.dt, "tol": self.tol, "backend": self.backend,
                 "device": self.device, "threads": numba.get_num_threads(), "n_packets": int(self.x.shape[0]),
                 "seed": self.seed, "packet_steps": self.packet_steps, "nbatch": self.nbatch, "shard": self.shard,
                 "versions": _versions(),
@@ -556,6 +593,7 @@ class Simulation:
                               info=(scalars.get("ensemble") or {}).get("info"))
         kw = {k: config[k] for k in ("dynamics", "channels", "observables", "dt", "integrator", "tol", "backend",
                                      "nbatch", "shard", "orbital_moment")}
+        kw["manifold"] = config.get("manifold")
         sim = cls(config["model"], ens, field=config["field"], progress=progress, check_dt=False,
                   seed=config["seed"], **kw)
         sim.clock = arrays["clock"].copy()

@@ -17,6 +17,9 @@ MAJORANT = 4
 CHANNEL = 5
 #: the packet left the model's k window (continuum models)
 OUT_OF_WINDOW = 6
+#: manifold dynamics: more than 1e-6 of |chi|^2 outside the active manifold
+LEAKAGE = 7
 
 NAMES = {OK: "ok", NAN: "nan", NORM_DRIFT: "norm_drift", SINGULAR: "singular_omega",
-         MAJORANT: "majorant_violated", CHANNEL: "channel_error", OUT_OF_WINDOW: "out_of_window"}
+         MAJORANT: "majorant_violated", CHANNEL: "channel_error", OUT_OF_WINDOW: "out_of_window",
+         LEAKAGE: "manifold_leakage"}
