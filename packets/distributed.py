@@ -71,7 +71,7 @@ class EnsembleSource:
     """An ensemble generated task by task from (seed, packet id): never held whole in memory.
 
     ``fermi_sea`` packets: k uniform over the Brillouin zone (lattice models)
-    or the ball |k| < k_window (continuum), the band uniform among ``bands``,
+    or the ball |k| < k_window (continuum), the bands in contiguous pid blocks,
     chi the band eigenvector, weight f(eps; mu, T) * V_k / ((2 pi)^d n_per_band)
     — the same estimator as :meth:`packets.ensemble.Ensemble.fermi_sea` (so sums
     are densities), drawn from the counter-based Philox stream 5 keyed by
@@ -146,12 +146,16 @@ class EnsembleSource:
         else:
             k = (u[:, :d] - 0.5) @ m.lattice.reciprocal
         nb_sel = len(self.bands)
-        band = np.array(self.bands, dtype=np.int64)[pid % nb_sel]
+        # bands in contiguous pid blocks (as Ensemble.fermi_sea), so every
+        # batch (pid mod nbatch) samples every band in proportion
+        block = (pid * nb_sel) // self.n
+        band = np.array(self.bands, dtype=np.int64)[block]
+        edges = -((-np.arange(nb_sel + 1) * self.n) // nb_sel)  # ceil(b n / nb)
+        n_in_block = np.diff(edges)[block]
         w, v = m.bands(k)
         eps = w[np.arange(pid.size), band]
         chi = np.ascontiguousarray(v[np.arange(pid.size), :, band])
-        n_per_band = self.n / nb_sel
-        weight = fermi(eps, self.mu, self.temperature) * self.k_volume / ((2 * np.pi) ** d * n_per_band)
+        weight = fermi(eps, self.mu, self.temperature) * self.k_volume / ((2 * np.pi) ** d * n_in_block)
         return SimpleNamespace(x=np.zeros((pid.size, d)), k=np.ascontiguousarray(k), chi=chi, band=band,
                                weight=np.ascontiguousarray(weight), status=np.zeros(pid.size, np.int32), pid=pid,
                                seed=self.seed, kind=self.kind, info=self.info)
@@ -278,8 +282,9 @@ def run_sharded(sim, t_end, record_every, client=None, workers=None, task_size=N
         if client is None and workers:
             from dask.distributed import Client, LocalCluster
 
+            nthreads = max(1, (os.cpu_count() or 1) // int(workers))
             own_cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
-                                       dashboard_address=None)
+                                       dashboard_address=None, env={"NUMBA_NUM_THREADS": str(nthreads)})
             client = Client(own_cluster)
         if client is not None:
             from dask.distributed import as_completed

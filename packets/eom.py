@@ -72,15 +72,30 @@ Q = -1.0
 
 
 @kernel(inline="always")
-def lorentz(xd, B, kd, dim):
-    """kd += q (xd x B) for dim = 2 (B_z only) or 3."""
+def lorentz(K, j, B, dim):
+    """Lorentz force: K[j, 1] += q (K[j, 0] x B), with K[j, 0] = dx/dt; dim 2 (B_z) or 3."""
     if dim == 2:
-        kd[0] += Q * xd[1] * B[2]
-        kd[1] -= Q * xd[0] * B[2]
+        K[j, 1, 0] += Q * K[j, 0, 1] * B[2]
+        K[j, 1, 1] -= Q * K[j, 0, 0] * B[2]
     elif dim == 3:
-        kd[0] += Q * (xd[1] * B[2] - xd[2] * B[1])
-        kd[1] += Q * (xd[2] * B[0] - xd[0] * B[2])
-        kd[2] += Q * (xd[0] * B[1] - xd[1] * B[0])
+        K[j, 1, 0] += Q * (K[j, 0, 1] * B[2] - K[j, 0, 2] * B[1])
+        K[j, 1, 1] += Q * (K[j, 0, 2] * B[0] - K[j, 0, 0] * B[2])
+        K[j, 1, 2] += Q * (K[j, 0, 0] * B[1] - K[j, 0, 1] * B[0])
+
+
+@kernel(inline="always")
+def magnetic_form(om, B, dim):
+    """Add the magnetic part q eps_abc B_c to the x-x block of the symplectic form omega."""
+    if dim == 2:
+        om[0, 1] += Q * B[2]
+        om[1, 0] -= Q * B[2]
+    elif dim == 3:
+        om[0, 1] += Q * B[2]
+        om[1, 0] -= Q * B[2]
+        om[1, 2] += Q * B[0]
+        om[2, 1] -= Q * B[0]
+        om[2, 0] += Q * B[1]
+        om[0, 2] -= Q * B[1]
 
 
 def inlined(fn):
@@ -191,14 +206,7 @@ def make_coherent_rates(model, field):
             for a in range(dim):
                 K[j, 1, a] -= g[a]
         if has_b:
-            B = P[3]
-            if dim == 2:
-                K[j, 1, 0] += Q * K[j, 0, 1] * B[2]
-                K[j, 1, 1] -= Q * K[j, 0, 0] * B[2]
-            elif dim == 3:
-                K[j, 1, 0] += Q * (K[j, 0, 1] * B[2] - K[j, 0, 2] * B[1])
-                K[j, 1, 1] += Q * (K[j, 0, 2] * B[0] - K[j, 0, 0] * B[2])
-                K[j, 1, 2] += Q * (K[j, 0, 0] * B[1] - K[j, 0, 1] * B[0])
+            lorentz(K, j, P[3], dim)
 
     return rates
 
@@ -298,16 +306,7 @@ def make_band_state(model, field, orbital_moment=True):
                 om[i, j] = c
                 om[j, i] = -c
         if has_b:
-            if dim == 2:
-                om[0, 1] += Q * B[2]
-                om[1, 0] -= Q * B[2]
-            else:
-                om[0, 1] += Q * B[2]
-                om[1, 0] -= Q * B[2]
-                om[1, 2] += Q * B[0]
-                om[2, 1] -= Q * B[0]
-                om[2, 0] += Q * B[1]
-                om[0, 2] -= Q * B[1]
+            magnetic_form(om, B, dim)
         if use_m:
             mb = moment_dot_b(w, M, n, B)
             energy -= mb
@@ -394,84 +393,85 @@ def make_adiabatic_rates(model, field, orbital_moment=True, moment_step=1e-4):
 # ----------------------------------------------------------------------------
 
 
-def make_coherent_step(model, field):
-    """Build ``step(t, dt, x, k, chi, n, P, S) -> status`` for coherent packets.
+def make_cf4_step(stage, nb, dim):
+    """Fourth-order commutator-free Lie-group step for (x, k, chi) from a stage function.
 
-    Fourth-order commutator-free Lie-group method (Celledoni, Marthinsen &
-    Owren, Future Gener. Comput. Syst. 19, 341 (2003)) for chi, fused with
-    classical RK4 for (x, k) (module docstring)::
+    ``stage(t, x, k, chi, P, S, K, j, G) -> status`` writes the rates
+    (dx/dt, dk/dt) into ``K[j]`` and the Hermitian generator of chi
+    (i dchi/dt = G chi) into ``G``.  The scheme (Celledoni, Marthinsen &
+    Owren, Future Gener. Comput. Syst. 19, 341 (2003)), fused with classical
+    RK4 for (x, k)::
 
-        Y2 = exp(-i dt/2 H1) chi,                 (x, k)_2 = (x, k) + dt/2 K1
-        Y3 = exp(-i dt/2 H2) chi,                 (x, k)_3 = (x, k) + dt/2 K2
-        Y4 = exp(-i dt/2 (2 H3 - H1)) Y2,         (x, k)_4 = (x, k) + dt K3
-        chi' = exp(-i dt (-H1 + 2H2 + 2H3 + 3H4)/12) exp(-i dt (3H1 + 2H2 + 2H3 - H4)/12) chi
+        Y2 = exp(-i dt/2 G1) chi,                 (x, k)_2 = (x, k) + dt/2 K1
+        Y3 = exp(-i dt/2 G2) chi,                 (x, k)_3 = (x, k) + dt/2 K2
+        Y4 = exp(-i dt/2 (2 G3 - G1)) Y2,         (x, k)_4 = (x, k) + dt K3
+        chi' = exp(-i dt (-G1 + 2G2 + 2G3 + 3G4)/12) exp(-i dt (3G1 + 2G2 + 2G3 - G4)/12) chi
 
-    with H_i = H(x_i, k_i) and K_i the rates of seed 001 Eqs. 19-21 at stage i.
+    Every update of chi is a product of unitary exponentials.  A non-OK status
+    of the first stage aborts the step; later stages abort only on
+    ``SINGULAR`` (their states are intermediate).  Scratch: the generators in
+    S[3], S[24], S[25], S[26]; comb S[4] and the eigen scratch S[27], S[28],
+    S[9], S[10] are only used between a combination and its exponential.
     """
-    nb = model.nbands
-    dim = model.dim
-    h = inlined(model.h)
-    rates = make_coherent_rates(model, field)
     expm = linalg.expm_for(nb)
 
     @kernel(inline="always")
-    def combine(H1, H2, H3, H4, c1, c2, c3, c4, out):
+    def combine(G1, G2, G3, G4, c1, c2, c3, c4, out):
         for i in range(nb):
             for j in range(nb):
-                out[i, j] = c1 * H1[i, j] + c2 * H2[i, j] + c3 * H3[i, j] + c4 * H4[i, j]
+                out[i, j] = c1 * G1[i, j] + c2 * G2[i, j] + c3 * G3[i, j] + c4 * G4[i, j]
 
-    @kernel(inline="always")
+    @kernel
     def step(t, dt, x, k, chi, n, P, S):
         xs = S[0]
         ks = S[1]
         K = S[2]
-        H1 = S[3]
+        G1 = S[3]
         comb = S[4]
         ca = S[5]
         cb = S[6]
-        w = S[7]
-        v = S[8]
         work = S[9]
         tmp = S[10]
-        H2 = S[24]
-        H3 = S[25]
-        H4 = S[26]
-        pm = P[0]
+        G2 = S[24]
+        G3 = S[25]
+        G4 = S[26]
+        w = S[27]
+        vv = S[28]
         h2 = 0.5 * dt
-        # stage 1
-        h(x, k, pm, H1)
-        rates(t, x, k, chi, P, S, K, 0)
-        # stage 2: Y2 = exp(-i dt/2 H1) chi
+        code = stage(t, x, k, chi, P, S, K, 0, G1)
+        if code != st.OK:
+            return code
+        # stage 2: Y2 = exp(-i dt/2 G1) chi
         for a in range(dim):
             xs[a] = x[a] + h2 * K[0, 0, a]
             ks[a] = k[a] + h2 * K[0, 1, a]
         for i in range(nb):
             cb[i] = chi[i]
-        expm(H1, h2, cb, w, v, work, tmp)
-        h(xs, ks, pm, H2)
-        rates(t + h2, xs, ks, cb, P, S, K, 1)
-        # stage 3: Y3 = exp(-i dt/2 H2) chi
+        expm(G1, h2, cb, w, vv, work, tmp)
+        if stage(t + h2, xs, ks, cb, P, S, K, 1, G2) == st.SINGULAR:
+            return st.SINGULAR
+        # stage 3: Y3 = exp(-i dt/2 G2) chi
         for a in range(dim):
             xs[a] = x[a] + h2 * K[1, 0, a]
             ks[a] = k[a] + h2 * K[1, 1, a]
         for i in range(nb):
             ca[i] = chi[i]
-        expm(H2, h2, ca, w, v, work, tmp)
-        h(xs, ks, pm, H3)
-        rates(t + h2, xs, ks, ca, P, S, K, 2)
-        # stage 4: Y4 = exp(-i dt/2 (2 H3 - H1)) Y2
+        expm(G2, h2, ca, w, vv, work, tmp)
+        if stage(t + h2, xs, ks, ca, P, S, K, 2, G3) == st.SINGULAR:
+            return st.SINGULAR
+        # stage 4: Y4 = exp(-i dt/2 (2 G3 - G1)) Y2
         for a in range(dim):
             xs[a] = x[a] + dt * K[2, 0, a]
             ks[a] = k[a] + dt * K[2, 1, a]
-        combine(H1, H2, H3, H1, -1.0, 0.0, 2.0, 0.0, comb)  # H4 not computed yet
-        expm(comb, h2, cb, w, v, work, tmp)
-        h(xs, ks, pm, H4)
-        rates(t + dt, xs, ks, cb, P, S, K, 3)
-        # final update: two exact exponentials (unitary)
-        combine(H1, H2, H3, H4, 3.0 / 12.0, 2.0 / 12.0, 2.0 / 12.0, -1.0 / 12.0, comb)
-        expm(comb, dt, chi, w, v, work, tmp)
-        combine(H1, H2, H3, H4, -1.0 / 12.0, 2.0 / 12.0, 2.0 / 12.0, 3.0 / 12.0, comb)
-        expm(comb, dt, chi, w, v, work, tmp)
+        combine(G1, G2, G3, G1, -1.0, 0.0, 2.0, 0.0, comb)  # G4 not computed yet
+        expm(comb, h2, cb, w, vv, work, tmp)
+        if stage(t + dt, xs, ks, cb, P, S, K, 3, G4) == st.SINGULAR:
+            return st.SINGULAR
+        # final update: two unitary exponentials
+        combine(G1, G2, G3, G4, 3.0 / 12.0, 2.0 / 12.0, 2.0 / 12.0, -1.0 / 12.0, comb)
+        expm(comb, dt, chi, w, vv, work, tmp)
+        combine(G1, G2, G3, G4, -1.0 / 12.0, 2.0 / 12.0, 2.0 / 12.0, 3.0 / 12.0, comb)
+        expm(comb, dt, chi, w, vv, work, tmp)
         d6 = dt / 6.0
         for a in range(dim):
             x[a] += d6 * (K[0, 0, a] + 2.0 * K[1, 0, a] + 2.0 * K[2, 0, a] + K[3, 0, a])
@@ -479,6 +479,24 @@ def make_coherent_step(model, field):
         return st.OK
 
     return step
+
+
+def make_coherent_step(model, field):
+    """Build ``step(t, dt, x, k, chi, n, P, S) -> status`` for coherent packets (any N).
+
+    :func:`make_cf4_step` with G_i = H(x_i, k_i) and the rates of seed 001
+    Eqs. 19-21; exponentials through the Jacobi eigensystem (N > 2).
+    """
+    h = inlined(model.h)
+    rates = make_coherent_rates(model, field)
+
+    @kernel(inline="always")
+    def stage(t, x, k, chi, P, S, K, j, G):
+        h(x, k, P[0], G)
+        rates(t, x, k, chi, P, S, K, j)
+        return st.OK
+
+    return make_cf4_step(stage, model.nbands, model.dim)
 
 
 def make_coherent_step2(model, field):
@@ -525,14 +543,7 @@ def make_coherent_step2(model, field):
             for a in range(dim):
                 K[j, 1, a] -= g[a]
         if has_b:
-            B = P[3]
-            if dim == 2:
-                K[j, 1, 0] += Q * K[j, 0, 1] * B[2]
-                K[j, 1, 1] -= Q * K[j, 0, 0] * B[2]
-            elif dim == 3:
-                K[j, 1, 0] += Q * (K[j, 0, 1] * B[2] - K[j, 0, 2] * B[1])
-                K[j, 1, 1] += Q * (K[j, 0, 2] * B[0] - K[j, 0, 0] * B[2])
-                K[j, 1, 2] += Q * (K[j, 0, 0] * B[1] - K[j, 0, 1] * B[0])
+            lorentz(K, j, P[3], dim)
 
     @kernel(inline="always")
     def step(t, dt, x, k, chi, n, P, S):

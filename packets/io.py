@@ -92,6 +92,8 @@ def git_revision(path=None):
 def check_writable(path):
     """Raise a clear error now if ``path`` cannot be written (before any work)."""
     path = os.path.abspath(os.fspath(path))
+    if os.path.isdir(path):
+        raise OSError(f"cannot write {path}: it is a directory; give a file name")
     d = os.path.dirname(path)
     if not os.path.isdir(d):
         raise OSError(f"cannot write {path}: directory {d} does not exist")

@@ -34,12 +34,11 @@ omega xi_dot = grad H of the adiabatic mode with Omega replaced by <F>,
 solved exactly in the same way.  For a one-band manifold it *is* the
 adiabatic dynamics (F = Omega); that identity is a test.
 """
-import numba
 import numpy as np
 
-from . import bandgeom, linalg
+from . import bandgeom
 from . import status as st
-from .eom import Q, inlined, make_band_matrices, solve_linear
+from .eom import Q, inlined, magnetic_form, make_band_matrices, make_cf4_step, solve_linear
 from .jit import kernel
 
 
@@ -113,17 +112,7 @@ def make_manifold_rates(model, field, lo, hi):
                 om[a, b] = f
                 om[b, a] = -f
         if has_b:
-            B = P[3]
-            if dim == 2:
-                om[0, 1] += Q * B[2]
-                om[1, 0] -= Q * B[2]
-            else:
-                om[0, 1] += Q * B[2]
-                om[1, 0] -= Q * B[2]
-                om[1, 2] += Q * B[0]
-                om[2, 1] -= Q * B[0]
-                om[2, 0] += Q * B[1]
-                om[0, 2] -= Q * B[1]
+            magnetic_form(om, P[3], dim)
         for a in range(dim):
             rhs[dim + a] = expect_m(M[dim + a], c)
             rhs[a] = expect_m(M[a], c) if textured else 0.0
@@ -181,79 +170,10 @@ def make_manifold_rates(model, field, lo, hi):
 def make_manifold_step(model, field, lo, hi):
     """Build ``step(t, dt, x, k, chi, n, P, S) -> status`` for manifold dynamics.
 
-    The fourth-order commutator-free scheme of :func:`packets.eom.make_coherent_step`
+    The fourth-order commutator-free scheme of :func:`packets.eom.make_cf4_step`
     with the stage generators G_i of :func:`make_manifold_rates` in place of H_i.
     """
-    nb = model.nbands
-    dim = model.dim
-    rates = make_manifold_rates(model, field, lo, hi)
-    expm = linalg.expm_for(nb)
-
-    @kernel(inline="always")
-    def combine(H1, H2, H3, H4, c1, c2, c3, c4, out):
-        for i in range(nb):
-            for j in range(nb):
-                out[i, j] = c1 * H1[i, j] + c2 * H2[i, j] + c3 * H3[i, j] + c4 * H4[i, j]
-
-    @kernel
-    def step(t, dt, x, k, chi, n, P, S):
-        xs = S[0]
-        ks = S[1]
-        K = S[2]
-        # stage generators in the H1..H4 slots; comb/w/vv/work/tmp are only
-        # used between a combine and its exponential (no rates call between)
-        G1 = S[3]
-        G2 = S[24]
-        G3 = S[25]
-        G4 = S[26]
-        comb = S[4]
-        ca = S[5]
-        cb = S[6]
-        w = S[27]
-        vv = S[28]
-        work = S[9]
-        tmp = S[10]
-        h2 = 0.5 * dt
-        code = rates(t, x, k, chi, P, S, K, 0, G1)
-        if code != st.OK:
-            return code
-        for a in range(dim):
-            xs[a] = x[a] + h2 * K[0, 0, a]
-            ks[a] = k[a] + h2 * K[0, 1, a]
-        for i in range(nb):
-            cb[i] = chi[i]
-        expm(G1, h2, cb, w, vv, work, tmp)
-        code = rates(t + h2, xs, ks, cb, P, S, K, 1, G2)
-        if code == st.SINGULAR:
-            return code
-        for a in range(dim):
-            xs[a] = x[a] + h2 * K[1, 0, a]
-            ks[a] = k[a] + h2 * K[1, 1, a]
-        for i in range(nb):
-            ca[i] = chi[i]
-        expm(G2, h2, ca, w, vv, work, tmp)
-        code = rates(t + h2, xs, ks, ca, P, S, K, 2, G3)
-        if code == st.SINGULAR:
-            return code
-        for a in range(dim):
-            xs[a] = x[a] + dt * K[2, 0, a]
-            ks[a] = k[a] + dt * K[2, 1, a]
-        combine(G1, G2, G3, G1, -1.0, 0.0, 2.0, 0.0, comb)  # G4 not computed yet
-        expm(comb, h2, cb, w, vv, work, tmp)
-        code = rates(t + dt, xs, ks, cb, P, S, K, 3, G4)
-        if code == st.SINGULAR:
-            return code
-        combine(G1, G2, G3, G4, 3.0 / 12.0, 2.0 / 12.0, 2.0 / 12.0, -1.0 / 12.0, comb)
-        expm(comb, dt, chi, w, vv, work, tmp)
-        combine(G1, G2, G3, G4, -1.0 / 12.0, 2.0 / 12.0, 2.0 / 12.0, 3.0 / 12.0, comb)
-        expm(comb, dt, chi, w, vv, work, tmp)
-        d6 = dt / 6.0
-        for a in range(dim):
-            x[a] += d6 * (K[0, 0, a] + 2.0 * K[1, 0, a] + 2.0 * K[2, 0, a] + K[3, 0, a])
-            k[a] += d6 * (K[0, 1, a] + 2.0 * K[1, 1, a] + 2.0 * K[2, 1, a] + K[3, 1, a])
-        return st.OK
-
-    return step
+    return make_cf4_step(make_manifold_rates(model, field, lo, hi), model.nbands, model.dim)
 
 
 def manifold_leakage(model, k, x, chi, lo, hi):

@@ -230,6 +230,7 @@ class Simulation:
         self.t = 0.0
         self.packet_steps = 0
         self._runner = None
+        self._task_status = None
         self.ev = np.zeros(self.x.shape[0], dtype=np.int64)
         self.started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         self._plan = None
@@ -445,6 +446,9 @@ class Simulation:
             identical for any number of workers with the same seed and sizes.
         """
         if client is not None or workers or stream or self.source is not None:
+            if checkpoint is not None:
+                raise ValueError("checkpoint= applies to in-memory runs; a sharded run (stream/client/workers/"
+                                 "EnsembleSource) restarts by re-running its lost tasks, which are pure functions")
             return self._run_sharded(t_end, record_every, client, workers, task_size)
         if t_end is None:
             if self._plan is None:
@@ -508,14 +512,16 @@ class Simulation:
         sums = np.stack([r[1] for r in self._records])
         counts = np.stack([r[2] for r in self._records])
         E = np.stack([r[3] for r in self._records])
-        codes, num = np.unique(self.status, return_counts=True)
+        status = self._task_status if self.source is not None and self._task_status is not None else self.status
+        codes, num = np.unique(status, return_counts=True)
         status_counts = {st.NAMES.get(int(c), str(int(c))): int(m) for c, m in zip(codes, num)}
+        n_packets = self.source.n if self.source is not None else int(self.x.shape[0])
         import packets
         from .io import git_revision
         meta = {"started": self.started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "git_revision": git_revision(), "ensemble": self._ensemble_info,"model": self.model.describe(), "field": self.field.describe(), "dynamics": self.dynamics,
                 "integrator": self.integrator, "manifold": self.manifold, "dt": self.dt, "tol": self.tol, "backend": self.backend,
-                "device": self.device, "threads": numba.get_num_threads(), "n_packets": int(self.x.shape[0]),
+                "device": self.device, "threads": numba.get_num_threads(), "n_packets": n_packets,
                 "seed": self.seed, "packet_steps": self.packet_steps, "nbatch": self.nbatch, "shard": self.shard,
                 "versions": _versions(),
                 "observables": list(self.layout),
@@ -537,13 +543,15 @@ class Simulation:
         if nrec < 1 or abs(nrec * record_every - span) > 1e-9 * max(1.0, span):
             raise ValueError(f"t_end - t = {span} must be a positive multiple of record_every = {record_every}")
         keep = self.source is None
-        times, E, sums, counts, steps, states, _ = run_sharded(
+        times, E, sums, counts, steps, states, task_results = run_sharded(
             self, t_end, record_every, client=client, workers=workers, task_size=task_size, source=self.source,
             progress=self.progress, keep_state=keep)
         for i in range(len(times)):
             self._records.append((float(times[i]), sums[i], counts[i], E[i]))
         self.packet_steps += steps
         self.t = t_end
+        codes = np.concatenate([r["status"] for r in task_results])
+        self._task_status = codes
         if keep:
             for name in self.STATE:
                 setattr(self, name, np.concatenate([st_[name] for st_ in states]))
