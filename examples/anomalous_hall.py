@@ -17,7 +17,10 @@ the steady state.  Printed next to the closed forms:
   (kinetic.boltzmann.linear_response, Sinitsyn's scheme, same Born kernel).
   The Monte Carlo's side-jump current is the packets' displacement by the
   coordinate shifts at events; the anomalous distribution comes from the
-  energy-conserving shift of k' across each jump in the field.
+  energy-conserving shift of k' across each jump in the field.  Known
+  limitation: that shift is applied after sampling k' on the unshifted shell,
+  which makes the anomalous-distribution part about half its Boltzmann value
+  (docs/scattering.md); at this ensemble size the total is within the error.
 
 Conductivities in e^2/hbar and in e^2/h.  Writes ``anomalous_hall.h5``.
 

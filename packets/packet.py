@@ -107,7 +107,7 @@ def make_packet_advance(step, adaptive, event, nchan):
         def adaptive(t0, t1, dt0, tol, x, k, chi, n, P, S):  # never called
             return st.OK, 0, dt0
 
-    @kernel
+    @kernel(inline="always")
     def integrate(ta, tb, dt, tol, x, k, chi, band, P, S):
         # advance from ta to tb (tb - ta <= dt for fixed steps)
         if tb <= ta:
@@ -142,14 +142,15 @@ def make_packet_advance(step, adaptive, event, nchan):
             te = t0 + (s + 1) * hint
             while code == st.OK:
                 rem = te - tcur
-                if clock >= rem:
-                    code, ns = integrate(tcur, te, dt, tol, x, k, chi, band, P, S)
-                    nst += ns
+                hit = clock < rem
+                tb = tcur + clock if hit else te
+                # one call site: the inlined step appears once in the kernel
+                code, ns = integrate(tcur, tb, dt, tol, x, k, chi, band, P, S)
+                nst += ns
+                if not hit:
                     clock -= rem
                     break
-                code, ns = integrate(tcur, tcur + clock, dt, tol, x, k, chi, band, P, S)
-                nst += ns
-                tcur = tcur + clock
+                tcur = tb
                 if code != st.OK:
                     break
                 # tentative event at tcur: pick the channel, draw the next clock

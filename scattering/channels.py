@@ -35,7 +35,10 @@ ElasticScattering
     Side jump (REFERENCES §3; :mod:`scattering.sidejump`): x -> x + delta r
     for the transition (n, k) -> (m, k'), then k' is moved along the group
     velocity (Newton, to 1e-12 in energy) so that band + potential energy
-    (U(x) and -qE.x) is conserved across the jump.
+    (U(x) and -qE.x) is conserved across the jump; if no state exists at the
+    shifted energy the event is null.  Known limitation: k' is sampled on
+    the unshifted shell at the unshifted rate, which halves the
+    anomalous-distribution part of sigma_xy (docs/scattering.md).
 Dephasing
     Coherent packets only.  At rate gamma (constant or an ``@njit``
     gamma(t, x, k, p)) the pseudospin collapses onto an eigenvector of the
@@ -374,7 +377,12 @@ class ElasticScattering:
                     du += potential(x, P[2], S[13]) - potential(xo, P[2], S[13])
                 if du != 0.0:
                     if not conserve_energy(t, x, xo, kout, m, E - du, P, S):
-                        return st.CHANNEL, True, band
+                        # no final state at the shifted energy (e.g. below the
+                        # band edge): the transition has zero rate, so this is
+                        # a null event; undo the jump
+                        for a in range(dim):
+                            x[a] = xo[a]
+                        return st.OK, False, band
                 else:
                     h(x, kout, pm, S[3])
                     eigh(S[3], S[7], S[8], work)

@@ -1,0 +1,356 @@
+"""Monte Carlo against the kinetic-equation references (issue "Kinetic-equation references").
+
+Massive Dirac valley (REFERENCES §1), hbar = e = 1, q = -1.  Every comparison is
+|MC - reference| < 5 sigma_MC + a stated systematic that is computed, not guessed:
+
+* sigma_xx (adiabatic MC, Born elastic scattering, white-noise and Gaussian disorder) against
+  kinetic.boltzmann.linear_response.  Systematic: the time-dependent Boltzmann equation
+  (TimeDependentBoltzmann, all orders in E) averaged over the MC's window minus the linear result,
+  i.e. the transient e^{-t/tau_tr} and the Joule heating of the run at finite E.
+* sigma_xy with side jumps: the intrinsic (anomalous-velocity) and side-jump parts separately, and
+  the total and the anomalous-distribution part against linear_response (the last two are strict
+  xfails: see BUG_ADIST).
+* seed 001 Eqs. 54-60 (kinetic.nonadiabatic.nonadiabatic_current) at three fields, coherent MC with
+  Dephasing + Relaxation.  Systematic: the exact-drift form of Eq. A11 minus Eq. 57 (finite tau E
+  and the particle-number conservation of the MC's relaxation); the k-window edge term is part of
+  the reference (examples/compare_kinetic.py, part B).
+* the band-coherence matrix of packets started in a superposition, elastic scattering, against
+  kinetic.coherence.CoherenceTransport (secular Born-Markov form): populations and the decay of the
+  initial coherence; the transfer of coherence to scattered states is a strict xfail (see
+  COHERENCE_TRANSFER).
+* the small version of examples/compare_kinetic.py runs and writes its figures.
+
+Runtime: three compiled kernels (adiabatic with the Gaussian-spectrum elastic channel with and without
+side jumps; coherent with elastic + dephasing + relaxation) shared by all tests and the example,
+~4 min on 2 cores.
+"""
+import importlib.util
+import math
+import os
+
+import numpy as np
+import pytest
+
+from kinetic.boltzmann import linear_response
+from kinetic.closed_form import dirac_transport_rate
+from kinetic.coherence import CoherenceTransport
+from observables import Current, DensityMatrix
+from packets import Ensemble, Simulation, models
+from scattering import GaussianDisorder, WhiteNoiseDisorder
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _load_example():
+    spec = importlib.util.spec_from_file_location("compare_kinetic", os.path.join(REPO, "examples",
+                                                                                  "compare_kinetic.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+ex = _load_example()
+PA = ex.DIRAC_A
+PB = ex.DIRAC_B
+MU_A = 0.6
+W_WHITE = 2.0
+#: Gaussian-correlated disorder: strength and correlation length (kF = 0.52, so scattering is anisotropic)
+W_GAUSS, XI_GAUSS = 4.0, 1.5
+
+BUG_ADIST = (
+    "scattering/channels.py ElasticScattering.apply with side_jump=True in a field: the final state is sampled "
+    "on the UNSHIFTED energy shell at the unshifted Born rate and then moved along the group velocity to the "
+    "energy eps + qE.dr.  The correct (symmetric) kernel W delta(eps' - eps - qE.dr) has the out-scattering rate "
+    "at the shifted final density of states; the MC kernel is not symmetric at O(E) and adds a spurious source "
+    "f0 (1/D) d/deps[D qE.v_sj] over the whole Fermi sea.  The MC's band-velocity Hall part becomes "
+    "-int D v_sj d(tau_tr v)/deps (0.52 x the anomalous-distribution term here) instead of the Fermi-surface "
+    "adist term of linear_response.")
+#: not a test blocker (bounded as a systematic), reported: packets whose side jump needs a final band energy below
+#: the band edge are flagged channel_error and leave every tally (scattering/channels.py, ElasticScattering.apply:
+#: conserve_energy fails -> st.CHANNEL); the transition has no final state, i.e. zero rate, so it should be a null
+#: event (undo the shift, return OK, not accepted).  ~0.5-1 % of the packets in 8 tau_tr at E tau_tr = 0.02-0.04.
+BUG_LOST = "band-bottom packets flagged at infeasible side jumps"
+COHERENCE_TRANSFER = (
+    "the MC's coherent-scattering rule chooses ONE energy shell with the Born-rule weights |c_n|^2, so band "
+    "coherence never survives a real event when the bands are further apart than coherence_window; seed 002 "
+    "Eq. 4.15 (Born-Markov, also in the secular form) transfers it: for the particle-hole symmetric Dirac "
+    "shells both components scatter onto the same |q| with the same impurity Fourier component, "
+    "<V_q0,p0 V*_q1,p1> = R(p - q) <u_0(q)|u_0(p)><u_1(p)|u_1(q)> != 0, so the scattered state keeps "
+    "sigma_01(q) = O_00 sigma_01(p) O_11^*.  Making the rule consistent needs the joint scattering of both "
+    "components onto the common shell radius (not a wider window: that also moves population between bands "
+    "2 eps apart, which the kinetic equation forbids).")
+
+
+# ----------------------------------------------------------------------------
+# shared Monte Carlo runs (module scope: each kernel compiles once)
+# ----------------------------------------------------------------------------
+
+
+def _tau_tr_from_drude(sigma, mu, m, v=1.0):
+    """Transport time of an isotropic shell from its Drude conductivity, sigma = tau_tr D v_F^2/2, D = mu/(2 pi v^2)."""
+    vf = v * math.sqrt(mu * mu - m * m) / mu
+    return 2.0 * sigma / (mu / (2.0 * math.pi * v * v) * vf * vf)
+
+
+@pytest.fixture(scope="module")
+def white():
+    model = ex.dirac(PA["m"], PA["v"], PA["s"])
+    dis = ex.white_noise(W_WHITE)
+    tau_tr = 1.0 / float(dirac_transport_rate(MU_A, PA["v"], PA["m"], W_WHITE))
+    run = ex.adiabatic_run(MU_A, dis, n=8000, seed=41, tau_tr=tau_tr)
+    kin = ex.kinetic_sigma(model, MU_A, WhiteNoiseDisorder(W_WHITE), PA["T"])
+    tdb = ex.boltzmann_window(model, MU_A, PA["T"], WhiteNoiseDisorder(W_WHITE), PA["E"], run["t_end"],
+                              run["t_min"], run["record"])
+    return run, kin, tdb
+
+
+@pytest.fixture(scope="module")
+def gauss():
+    model = ex.dirac(PA["m"], PA["v"], PA["s"])
+    dis = GaussianDisorder(W_GAUSS, XI_GAUSS)
+    kin = linear_response(model, MU_A, dis, temperature=PA["T"], side_jump=False, intrinsic=False, n_angles=48,
+                          n_energy=12)
+    tau_tr = _tau_tr_from_drude(kin.drude[0, 0], MU_A, PA["m"])
+    # side jumps off, as linear_response's Drude term assumes (a second compiled kernel, ~50 s).  Open: for this
+    # disorder the MC came out below the kinetic value in every run (0.0589 +- 0.0040 here; 0.0666 +- 0.0027 and
+    # 0.0692 +- 0.0040 with other seeds/fields; with side jumps 0.0539 +- 0.0040, 0.0623 +- 0.0027; TDB 0.0698)
+    run = ex.adiabatic_run(MU_A, dis, n=5000, seed=43, tau_tr=tau_tr, side_jump=False)
+    tdb = ex.boltzmann_window(model, MU_A, PA["T"], dis, PA["E"], run["t_end"], run["t_min"], run["record"],
+                              n_phi=24)
+    return run, kin, tdb
+
+
+FIELDS = (0.02, 0.08, 0.15)
+
+
+@pytest.fixture(scope="module")
+def fields():
+    res, t_min = ex.field_runs(FIELDS, n=12000, seed=45)
+    return res, t_min, {e: ex.field_references(e) for e in FIELDS}
+
+
+def _report(name, mc, se, ref, sys_):
+    print(f"{name}: MC {mc:.5f} +- {se:.5f}, kinetic {ref:.5f}, systematic {sys_:.5f}, "
+          f"z = {(mc - ref) / se:+.2f}")
+
+
+def _close(name, mc, se, ref, sys_):
+    _report(name, mc, se, ref, sys_)
+    assert abs(mc - ref) < 5.0 * se + sys_, f"{name}: MC {mc} +- {se} vs kinetic {ref} (systematic {sys_})"
+
+
+# ----------------------------------------------------------------------------
+# sigma_xx: adiabatic MC with Born scattering vs the linearised Boltzmann equation
+# ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", ["white", "gauss"])
+def test_sigma_xx_born(case, request):
+    """sigma_xx vs linear_response (Drude; side-jump/adist xx terms vanish, checked), T = 0.01, E = 0.01.
+
+    White noise: the MC run with side jumps shared with the Hall tests; its band-velocity current is compared
+    (with side jumps off, same seed: 0.0648 +- 0.0019 against 0.0653 +- 0.0020).  Gaussian: side jumps off.  The MC's side-jump current also has an xx part, second order in the jump (the jump velocity
+    carried by the anomalous distribution, O((dr/l)^2) x Drude, beyond Sinitsyn's first-order scheme that
+    linear_response implements; -6 % of sigma_xx for white noise W = 2), printed, not compared.
+
+    Systematic: |TDB(E) - linear| where TDB is the time-dependent Boltzmann equation with the same
+    Born kernel averaged over the MC window (transient + Joule heating), plus 1 % for the TDB grid
+    (n_r = 24 Chebyshev radii x n_phi angles; grid convergence checked at 0.1 % for white noise).
+    """
+    run, kin, tdb = request.getfixturevalue(case)
+    sxx, se, _, _ = ex.mc_sigma(run, part="band")
+    tot, tse, _, _ = ex.mc_sigma(run)
+    jmp, jse, _, _ = ex.mc_sigma(run, part="jump")
+    ref = kin.drude[0, 0]
+    sxx_e, sxx_0, _ = tdb
+    print(f"sigma_xx {case}: MC band part {sxx:.5f} +- {se:.5f} (total {tot:.5f} +- {tse:.5f}, side-jump part "
+          f"{jmp:.5f} +- {jse:.5f}), linear_response {ref:.5f}, TDB window {sxx_e:.5f} (transient only "
+          f"{sxx_0:.5f}); status {run['E'].status_counts}")
+    # only packets flagged at infeasible band-bottom side jumps (BUG_LOST) may leave the tallies
+    assert set(run["E"].status_counts) <= {"ok", "channel_error"}
+    assert run["E"].status_counts.get("ok", 0) > 0.98 * sum(run["E"].status_counts.values())
+    if kin.side_jump is not None:
+        assert abs(kin.side_jump[0, 0]) + abs(kin.adist[0, 0]) < 1e-10
+    # the current builds up from 0 on the scale tau_tr: the window average lies below the steady value
+    assert sxx_0 < ref
+    sys_ = abs(sxx_e - ref) + 0.01 * ref
+    _close(f"sigma_xx {case} (TDB window {sxx_e:.5f}, transient only {sxx_0:.5f})", sxx, se, ref, sys_)
+
+
+# ----------------------------------------------------------------------------
+# sigma_xy with side jumps
+# ----------------------------------------------------------------------------
+
+
+def _hall_parts(white):
+    run, kin, tdb = white
+    parts = {}
+    for part in ("total", "band", "anomalous", "jump"):
+        _, _, sxy, se = ex.mc_sigma(run, part=part)
+        parts[part] = (sxy, se)
+    return parts
+
+
+def test_sigma_xy_intrinsic_and_side_jump_parts(white):
+    """Anomalous-velocity part vs the conduction band's intrinsic term; side-jump current vs linear_response.
+
+    Intrinsic reference: linear_response intrinsic (both bands, large disc) minus the filled valence band
+    -s sgn(m)/(4 pi).  Systematics: the Joule-heating shift of the anomalous current (TDB, delta-f part),
+    the bound on packets lost at band-bottom side jumps (ex.lost_packet_bound), and for the jump part the
+    relative TDB shift of the ordinary distribution (the side-jump current is carried by it).
+    """
+    run, kin, tdb = white
+    parts = _hall_parts(white)
+    lower = ex.lower_band_hall(PA["m"], PA["s"])
+    sxx_e, _, heat = tdb
+    lost = ex.lost_packet_bound(run)
+    ref_int = kin.intrinsic[0, 1] - lower
+    _close("sigma_xy anomalous (conduction-band intrinsic)", *parts["anomalous"], ref_int, abs(heat) + lost)
+    rel = abs(sxx_e / kin.drude[0, 0] - 1.0)
+    ref_sj = kin.side_jump[0, 1]
+    _close("sigma_xy side jump", *parts["jump"], ref_sj, rel * abs(ref_sj) + 0.01 * abs(ref_sj))
+
+
+@pytest.mark.xfail(strict=True, reason=BUG_ADIST)
+def test_sigma_xy_anomalous_distribution(white):
+    """Band-velocity Hall current (the anomalous distribution) vs linear_response adist."""
+    run, kin, tdb = white
+    parts = _hall_parts(white)
+    rel = abs(tdb[0] / kin.drude[0, 0] - 1.0)
+    ref = kin.adist[0, 1]
+    _close("sigma_xy band (adist)", *parts["band"], ref, rel * abs(ref) + 0.01 * abs(ref))
+
+
+@pytest.mark.xfail(strict=True, reason=BUG_ADIST)
+def test_sigma_xy_total(white):
+    """Total sigma_xy (MC + filled valence band) vs linear_response total (intrinsic + side jump + adist)."""
+    run, kin, tdb = white
+    parts = _hall_parts(white)
+    lower = ex.lower_band_hall(PA["m"], PA["s"])
+    sxy, se = parts["total"]
+    ref = kin.sigma[0, 1]
+    rel = abs(tdb[0] / kin.drude[0, 0] - 1.0)
+    sys_ = abs(tdb[2]) + ex.lost_packet_bound(run) + rel * abs(kin.side_jump[0, 1] + kin.adist[0, 1])
+    for part in ("band", "anomalous", "jump"):
+        print(f"  part {part}: {parts[part][0]:.5f} +- {parts[part][1]:.5f}")
+    _close("sigma_xy total", sxy + lower, se, ref, sys_)
+
+
+# ----------------------------------------------------------------------------
+# seed 001 non-adiabatic current: coherent MC with dephasing and relaxation
+# ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("E", FIELDS)
+def test_nonadiabatic_current(E, fields):
+    """sigma_xx = J_x/E and sigma_yx = J_y/E vs nonadiabatic_current (+ window edge in xx).
+
+    Systematic: |exact-drift Eq. A11 - Eq. 57| (ex.exact_drift_current), 0 in the adiabatic limit.
+    At the largest field the MC must also resolve the non-adiabatic change: it must be > 5 sigma away
+    from the adiabatic (intrinsic + relaxation-time Drude) formula.
+    """
+    res, t_min, refs = fields
+    assert res[E].status_counts == {"ok": sum(res[E].status_counts.values())}
+    sig, se, b = res[E].conductivity(t_min=t_min, reference=res[0.0])
+    r = refs[E]
+    for a, name in ((0, "xx"), (1, "yx")):
+        sys_ = abs(r["exact_drift"][a] - r["nonadiabatic"][a])
+        _close(f"E={E} sigma_{name} (adiabatic formula {r['adiabatic'][a]:.5f}, exact drift "
+               f"{r['exact_drift'][a]:.5f})", sig[a], se[a], r["nonadiabatic"][a], sys_)
+    if E == max(FIELDS):
+        assert abs(sig[1] - r["adiabatic"][1]) > 5.0 * se[1]
+
+
+# ----------------------------------------------------------------------------
+# band coherence near the Dirac point vs the coherence-matrix transport equation
+# ----------------------------------------------------------------------------
+
+COH = dict(m=0.2, k=0.1, W=0.5, n=4000, t_end=20.0, record=2.0)
+
+
+@pytest.fixture(scope="module")
+def coherence():
+    """Packets at p0 = (k, 0) in (u_0 + u_1)/sqrt(2), E = 0, white noise; MC and kinetic (secular Born-Markov)."""
+    model = models.MassiveDirac(velocity=1.0, mass=COH["m"], valley=+1)
+    n = COH["n"]
+    k0 = np.array([COH["k"], 0.0])
+    _, vec = model.bands(k0[None, :])
+    chi = (vec[0, :, 0] + vec[0, :, 1]) / math.sqrt(2.0)
+    ens = Ensemble.from_arrays(model, np.zeros((n, 2)), np.tile(k0, (n, 1)), chi=np.tile(chi, (n, 1)),
+                               band=np.ones(n, dtype=int), seed=47)
+    sim = Simulation(model, ens, dynamics="coherent", observables=[Current(), DensityMatrix()], dt=0.5,
+                     channels=ex.coherent_channels(disorder=ex.white_noise(COH["W"]), K=1.0), progress=False)
+    res = sim.run(COH["t_end"], COH["record"])
+    times = res.times
+    kin = {}
+    for nphi in (64, 128):
+        ct = CoherenceTransport(model, WhiteNoiseDisorder(COH["W"]), [COH["k"]], n_phi=nphi, secular=True)
+        kin[nphi] = ct.evolve(times, ct.point_state(0, 0, [1.0, 1.0]))
+    return res, kin
+
+
+def _mc_rho(res):
+    """Per-time (populations, stderr) and (|rho_01|, stderr of |rho_01| by the delta method over batches)."""
+    s = res["density_matrix"]
+    sums = s.sums[..., 0::2] + 1j * s.sums[..., 1::2]  # (nt, nbatch, 4): rho00, rho01, rho10, rho11
+    tot = sums.sum(axis=1)
+    nb = sums.shape[1]
+    pops = tot[:, [0, 3]].real
+    pse = np.sqrt(nb / (nb - 1.0) * ((sums[:, :, [0, 3]].real - pops[:, None, :] / nb) ** 2).sum(axis=1))
+    c = tot[:, 1]
+    ph = np.exp(-1j * np.angle(c))
+    proj = (sums[:, :, 1] * ph[:, None]).real
+    cse = np.sqrt(nb / (nb - 1.0) * ((proj - np.abs(c)[:, None] / nb) ** 2).sum(axis=1))
+    return pops, pse, np.abs(c), cse
+
+
+def test_coherence_populations_and_decay(coherence):
+    """Band populations and the decay of the initial state's coherence vs CoherenceTransport (secular).
+
+    Kinetic: sigma_jj summed over the grid, and |sigma_01(p0, t)| at the starting point (its loss rate
+    is the mean out-scattering rate of the two bands).  Discretisation error: the grid point p0 feeds
+    itself (forward scattering into a cell of width 2 pi/n_phi), an O(1/n_phi) error estimated as
+    |result(n_phi = 128) - result(n_phi = 64)|.
+    """
+    res, kin = coherence
+    pops, pse, coh, cse = _mc_rho(res)
+    kp = kin[128].populations.sum(axis=(1, 2))
+    c128 = np.abs(kin[128].coherence[:, 0, 0])
+    c64 = np.abs(kin[64].coherence[:, 0, 0])
+    for it, t in enumerate(res.times):
+        for b in range(2):
+            assert abs(pops[it, b] - kp[it, b]) < 5 * pse[it, b] + 1e-12, (t, b, pops[it, b], kp[it, b])
+        sys_ = abs(c128[it] - c64[it])
+        print(f"t={t:5.1f}: |rho01| MC {coh[it]:.4f} +- {cse[it]:.4f}, kinetic at p0 {c128[it]:.4f} "
+              f"(n_phi=64: {c64[it]:.4f}), populations MC {pops[it]} kinetic {kp[it]}")
+        assert abs(coh[it] - c128[it]) < 5 * cse[it] + sys_ + 1e-12, (t, coh[it], c128[it])
+    assert coh[-1] < 0.5 * coh[0]  # the window covers the decay
+
+
+@pytest.mark.xfail(strict=True, reason=COHERENCE_TRANSFER)
+def test_coherence_transfer(coherence):
+    """Total band coherence sum_q |sigma_01(q)| (kinetic) vs the MC's |rho_01| (gauge-independent bound)."""
+    res, kin = coherence
+    _, _, coh, cse = _mc_rho(res)
+    tot = np.abs(kin[128].coherence).sum(axis=(1, 2))
+    for it, t in enumerate(res.times):
+        print(f"t={t:5.1f}: MC {coh[it]:.4f} +- {cse[it]:.4f}, kinetic total {tot[it]:.4f}")
+    assert np.all(np.abs(coh - tot) < 5 * cse + np.abs(tot - np.abs(kin[64].coherence).sum(axis=(1, 2))) + 1e-12)
+
+
+# ----------------------------------------------------------------------------
+# the example
+# ----------------------------------------------------------------------------
+
+
+def test_example_small(tmp_path, white, fields):
+    """examples/compare_kinetic.py main(small=True) runs, prints its tables and writes both figures."""
+    out = ex.main(small=True, path=str(tmp_path / "ck.png"))
+    for f in out["figures"]:
+        assert os.path.getsize(f) > 10000
+    ta, tb = out["mu_table"], out["field_table"]
+    assert len(ta) == 4 and len(tb) == 4
+    assert np.all(np.isfinite(ta.z)) and np.all(np.isfinite(tb.z))
+    # the physics is checked above at higher precision; here: same sign and size as the references
+    for r in list(ta) + list(tb):
+        assert r.mc * r.reference > 0 and abs(r.mc - r.reference) < 0.5 * abs(r.reference) + 5 * r.stderr
