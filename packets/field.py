@@ -159,11 +159,6 @@ class Field:
         if not (np.isfinite(u) and np.all(np.isfinite(g))):
             raise ValueError("potential(x=0) returned NaN/inf; check the function and its parameters")
 
-    def max_E(self, t_end, samples=256):
-        """max |E(t)| over [0, t_end] sampled on the host (for step-size checks)."""
-        ts = np.linspace(0.0, max(t_end, 0.0), samples)
-        return max(np.linalg.norm(self.E_at(t)) for t in ts)
-
     def describe(self):
         d = {"dim": self.dim, "B": self.B.tolist(), "efield": getattr(self.efield, "__name__", str(self.efield)),
              "efield_params": self.efield_params.tolist(), "has_potential": self.has_potential,

@@ -306,11 +306,6 @@ def is_hermitian(h, tol):
     return err <= tol * scale
 
 
-def eigh_numpy(h):
-    """Vectorised NumPy reference (``numpy.linalg.eigh``) used by the tests."""
-    return np.linalg.eigh(h)
-
-
 @kernel(inline="always")
 def pade2(dx, dy, dz, tau, c0, c1):
     """Unitary (2,2) Pade approximant of ``exp(-i tau d.sigma)`` applied to (c0, c1).
@@ -364,19 +359,6 @@ def expm_eig_apply(h, tau, chi, w, v, work, tmp):
             work[i, j] = h[i, j]
     jacobi_eigh(work, w, v)
     unitary_step(w, v, tau, chi, tmp)
-
-
-@kernel
-def expm_apply(h, tau, chi, w, v, work, tmp):
-    """Apply ``exp(-i H tau)`` to ``chi`` in place (exactly unitary), any N.
-
-    Dispatches at run time; kernel factories that know N use
-    :func:`expm_for` instead so only one branch is compiled.
-    """
-    if chi.shape[0] == 2:
-        expm2_apply(h, tau, chi)
-    else:
-        expm_eig_apply(h, tau, chi, w, v, work, tmp)
 
 
 @kernel

@@ -69,6 +69,7 @@ import numpy as np
 
 from packets import bandgeom, linalg, rng
 from packets import status as st
+from packets.eom import inlined
 from packets.jit import kernel
 from packets.packet import event_counter
 
@@ -91,22 +92,6 @@ def _states_sample(sim, nmax=256, seed=0):
     return ok
 
 
-def _inline(fn):
-    py = getattr(fn, "py_func", None)
-    return fn if py is None else kernel(py, inline="always")
-
-
-@kernel(inline="always")
-def _select(weights_cum, total, u):
-    """Index i with probability w_i/total from a cumulative array."""
-    target = u * total
-    n = weights_cum.shape[0]
-    for i in range(n):
-        if target < weights_cum[i]:
-            return i
-    return n - 1
-
-
 def _make_hbar_eig(model, field):
     """Kernel ``hbar_eig(t, x, k, P, S, hw, hv) -> None``: hybridised bands at (x, k).
 
@@ -119,9 +104,9 @@ def _make_hbar_eig(model, field):
     """
     nb = model.nbands
     dim = model.dim
-    h = _inline(model.h)
-    dhdk = _inline(model.dhdk)
-    efield = _inline(field.efield)
+    h = inlined(model.h)
+    dhdk = inlined(model.dhdk)
+    efield = inlined(field.efield)
     eigh = linalg.eigh_for(nb)
     degtol = bandgeom.DEGTOL
 
@@ -256,10 +241,10 @@ class ElasticScattering:
         coherent = sim.dynamics == "coherent"
         side = self.side_jump
         born_event = sampler.born_event
-        h = _inline(model.h)
-        dhdk = _inline(model.dhdk)
-        efield = _inline(field.efield)
-        potential = _inline(field.potential)
+        h = inlined(model.h)
+        dhdk = inlined(model.dhdk)
+        efield = inlined(field.efield)
+        potential = inlined(field.potential)
         has_u = field.has_potential
         eigh = linalg.eigh_for(nb)
         degtol = bandgeom.DEGTOL
@@ -479,7 +464,7 @@ class Dephasing:
                 if g > self.rate * (1.0 + 1e-12):  # same round-off allowance as the kernel check
                     raise ValueError(f"dephasing rate_function = {g:g} exceeds the majorant rate = {self.rate:g}; "
                                      "raise `rate`")
-        rfi = _inline(rf)
+        rfi = inlined(rf)
         hbar_eig = _make_hbar_eig(model, field)
         np_rate = rp.size
 
@@ -577,7 +562,7 @@ class Relaxation:
         # check the equilibrium is reachable: some states with f > 1e-6
         params = np.concatenate([[self.mu, self.temperature, lattice, kw], recip])
         hbar_eig = _make_hbar_eig(model, field)
-        h = _inline(model.h)
+        h = inlined(model.h)
         eigh = linalg.eigh_for(nb)
 
         @kernel(inline="always")
@@ -706,8 +691,8 @@ class UserChannel:
                 raise ValueError(f"UserChannel {self.name!r}: rate {g:g} exceeds the majorant {self.majorant:g} at "
                                  f"packet {i}; raise the majorant")
         np_ = self.params.size
-        rate = _inline(self.rate)
-        user_apply = _inline(self.apply)
+        rate = inlined(self.rate)
+        user_apply = inlined(self.apply)
         nb = sim.model.nbands
 
         @kernel
