@@ -16,11 +16,9 @@ the steady state.  Printed next to the closed forms:
   anomalous-distribution parts from the linearised Boltzmann solver
   (kinetic.boltzmann.linear_response, Sinitsyn's scheme, same Born kernel).
   The Monte Carlo's side-jump current is the packets' displacement by the
-  coordinate shifts at events; the anomalous distribution comes from the
-  energy-conserving shift of k' across each jump in the field.  Known
-  limitation: that shift is applied after sampling k' on the unshifted shell,
-  which makes the anomalous-distribution part about half its Boltzmann value
-  (docs/scattering.md); at this ensemble size the total is within the error.
+  coordinate shifts at events; the anomalous distribution comes from final
+  states drawn on the energy shell shifted by the jump energy -qE.dr
+  (docs/scattering.md).
 
 Conductivities in e^2/hbar and in e^2/h.  Writes ``anomalous_hall.h5``.
 

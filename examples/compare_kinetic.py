@@ -162,11 +162,10 @@ def kinetic_sigma(model, mu, disorder, T, side_jump=True):
 def lost_packet_bound(run):
     """Bound on the Hall-conductivity bias from packets flagged during the run at E (e^2/hbar).
 
-    ElasticScattering flags a packet (status channel_error) when no final state conserves the total
-    energy across a side jump (a packet at the band bottom whose jump lowers the potential energy):
-    it leaves the tallies.  Such packets sit at the band bottom, where the band velocity vanishes but the
-    anomalous velocity -qE x Omega is largest: their weighted anomalous velocity, as if lost from t = 0,
-    bounds what the time average misses.
+    A flagged packet (any status other than ok, e.g. a majorant violation) leaves the tallies; its
+    weighted anomalous velocity |Omega|, as if lost from t = 0, bounds what the time average misses
+    (0 when no packet is flagged, the normal case: a side jump without a final state at the shifted
+    energy is a null event, not an error).
     """
     sim = run["sims"][0]
     bad = np.flatnonzero(sim.status != 0)

@@ -116,6 +116,8 @@ EVENT_MAJORANT_VIOLATED = 2
 #: geo[14:23] reciprocal vectors b_i as rows (stride 3); unused entries are 0.
 GEO_SIZE = 23
 _G_LAT, _G_RMAX, _G_K0, _G_A, _G_B = 0, 1, 2, 5, 14
+#: offset of the ray centre k0 in the geometry array (used by channels moving roots along a ray)
+G_K0 = _G_K0
 
 #: Default number of scan sub-intervals per ray.
 DEFAULT_N_SCAN = 64

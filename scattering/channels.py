@@ -20,25 +20,50 @@ ElasticScattering
     Born rate W = 2 pi R^(k - k') |<u_m(k')|u_n(k)>|^2 delta(eps_n - eps_m')
     (seed 002 Eqs. 4.14-4.15), sampled without bias by
     :mod:`scattering.born`.  *Adiabatic* packets: band n -> m, k -> k'.
-    *Coherent* packets (chi = sum_n c_n u_n(k)): the energy shell is chosen
-    with the Born-rule probability |c_n|^2 (components at different energies
-    scatter onto different shells and lose their mutual coherence in the
-    disorder average); the incoming state is chi projected on the bands
-    within ``coherence_window`` of that energy, psi_in, and the Born amplitude
-    <u_m(k')|psi_in> is used both for the rate and for the outgoing state,
-    chi' = P_shell(k') psi_in / |...|, where P_shell projects on all bands at
-    k' within ``coherence_window`` of the shell energy: near a band crossing
-    the coherence between the bands on the shell survives the event (the
-    sigma_jl coupling of seed 002 Eq. 4.15); far from it chi' is the single
-    band state u_m(k').  Limits: the window is a hard cutoff; coherence
-    between components more than the window apart is lost at every event.
+    *Coherent* packets (chi = sum_l c_l u_l(k)): the energy shell is chosen
+    with the Born-rule probability |c_n|^2; the incoming state psi_in is chi
+    projected on the bands within ``coherence_window`` of that energy, and
+    the Born amplitude <u_m(k')|psi_in> gives the rate and the distribution
+    of k'.  The outgoing state is the on-shell part of the Born amplitude
+    applied to *every* component of chi,
+
+        chi' ~ sum_m' u_m'(k') sum_l <u_m'(k')|u_l(k)> c_l
+               over the pairs with |eps_m'(k') - eps_l(k)| <= coherence_window,
+
+    normalised.  Components whose own energy shell passes through k' keep
+    their mutual coherence: bands degenerate within the window near a
+    crossing (the sigma_jl coupling of seed 002 Eq. 4.15), and also bands at
+    different energies whose shells coincide in k space, such as the
+    particle-hole symmetric shells |k'| = |k| of the massive and massless
+    Dirac cones, where seed 002 Eq. 4.15 transfers sigma_01(k') =
+    O_00 sigma_01(k) O_11^* with the same impurity Fourier component.  Since
+    the shell is chosen with weight |c_n|^2, the ensemble average of
+    chi' chi'^dagger is the Born-Markov transfer term exactly when the
+    coinciding shells have the same density of states along the ray and the
+    components the same out-scattering rate (true for particle-hole
+    symmetric bands and a scalar disorder spectrum); otherwise the transfer
+    of coherence is approximate at the level of that asymmetry.
+    Components whose shells do not pass through k' are dropped: in the
+    disorder average they land at other momenta, where their coherence with
+    this packet is lost.  Limits: the window is a hard cutoff; the no-jump
+    evolution between events does not damp components with larger rates
+    (exact when the rates are equal); the side jump uses the band-n state.
     Side jump (REFERENCES §3; :mod:`scattering.sidejump`): x -> x + delta r
-    for the transition (n, k) -> (m, k'), then k' is moved along the group
-    velocity (Newton, to 1e-12 in energy) so that band + potential energy
-    (U(x) and -qE.x) is conserved across the jump; if no state exists at the
-    shifted energy the event is null.  Known limitation: k' is sampled on
-    the unshifted shell at the unshifted rate, which halves the
-    anomalous-distribution part of sigma_xy (docs/scattering.md).
+    for the transition (n, k) -> (m, k'), with band + potential energy
+    (U(x) and -qE.x) conserved across the jump, i.e. the final state lies on
+    the shifted shell eps_m(x + dr, k') = eps_n(x, k) - du(k'), where
+    du = U(x + dr) - U(x) - qE.dr depends on k' through dr.  The proposal
+    root on the unshifted shell is moved along its own ray onto the shifted
+    shell (Newton, to 1e-12 in energy), and the proposal weight is
+    multiplied by [R^ |<u_m(k')|psi>|^2 r^(d-1) / |dF/dr|]_shifted /
+    [same / |e.grad eps_m|]_unshifted, with F(r) the shifted shell condition
+    along the ray and dF/dr by central differences (h = 1e-4 r).  Real
+    events therefore follow W delta(eps_m(k') - eps_n(k) + du) exactly,
+    rate and final states, to all orders in E (this is the kernel of the
+    anomalous-distribution term of the side-jump Boltzmann theory); if no
+    state exists on the shifted shell near the root the event is null.
+    Rays that cross the shifted shell but not the unshifted one (within
+    O(E dr) of a band edge or of a tangency) are not proposed.
 Dephasing
     Coherent packets only.  At rate gamma (constant or an ``@njit``
     gamma(t, x, k, p)) the pseudospin collapses onto an eigenvector of the
@@ -239,8 +264,13 @@ class ElasticScattering:
         nb = model.nbands
         dim = model.dim
         coherent = sim.dynamics == "coherent"
+        if coherent and nb > 64:
+            raise ValueError(f"coherent elastic scattering supports at most 64 bands (model has {nb}); "
+                             "use an active manifold")
         side = self.side_jump
-        born_event = sampler.born_event
+        propose = sampler.propose
+        spectrum = inlined(self.disorder.spectrum)
+        textured = model.textured
         h = inlined(model.h)
         dhdk = inlined(model.dhdk)
         efield = inlined(field.efield)
@@ -252,31 +282,53 @@ class ElasticScattering:
         g1 = ndis + born.GEO_SIZE
 
         @kernel
-        def conserve_energy(t, x, x_old, kk, m, target, P, S):
-            # move k' along the group velocity of band m until
-            # eps_m(x, k') = target (Newton; a few iterations)
-            hm = S[3]
-            w = S[7]
-            v = S[8]
+        def jump_residual(t, x0, n, wi, vi, dki, E, r, e, m, P, S, geo_):
+            # Final state on the ray k' = k0 + r e for the transition (n, k) -> (m, k').
+            # Eigensystem of H(x0, k') -> S[7], S[8]; dH/dk' -> S[12]; side jump -> S[0];
+            # jumped position -> S[1].  Returns F(r) = eps_m(x0 + dr, k') + U(x0 + dr) - U(x0)
+            # - qE.dr - E (zero on the energy shell shifted by the jump) and the slope
+            # e . grad_k eps_m (Hellmann-Feynman) for the Newton iteration.
+            pm = P[0]
             work = S[9]
-            dk = S[11]
-            for _it in range(8):
-                h(x, kk, P[0], hm)
-                eigh(hm, w, v, work)
-                err = target - w[m]
-                if abs(err) <= 1e-12 * (1.0 + abs(target)):
-                    return True
-                dhdk(x, kk, P[0], dk, work)
-                vv = 0.0
-                grad = S[13]
-                for a in range(dim):
-                    grad[a] = linalg.expectation_at(dk, a, v[:, m])
-                    vv += grad[a] * grad[a]
-                if vv == 0.0:
-                    return False
-                for a in range(dim):
-                    kk[a] += err * grad[a] / vv
-            return False
+            kt = S[29]
+            shift = S[0]
+            xn = S[1]
+            for a in range(dim):
+                kt[a] = geo_[born.G_K0 + a] + r * e[a]
+            h(x0, kt, pm, S[3])
+            eigh(S[3], S[7], S[8], work)
+            dhdk(x0, kt, pm, S[12], work)
+            coordinate_shift(wi, vi, dki, n, S[7], S[8], S[12], m, degtol, shift)
+            ef = S[14]
+            du = 0.0
+            for a in range(dim):
+                du += -Q * ef[a] * shift[a]
+                xn[a] = x0[a] + shift[a]
+            if has_u:
+                du += potential(xn, P[2], S[13]) - potential(x0, P[2], S[13])
+            if textured:
+                # band energy (and the outgoing state) at the jumped position
+                h(xn, kt, pm, S[3])
+                eigh(S[3], S[7], S[8], work)
+                dhdk(xn, kt, pm, S[12], work)
+            g = 0.0
+            for a in range(dim):
+                g += e[a] * linalg.expectation_at(S[12], a, S[8][:, m])
+            return S[7][m] + du - E, g
+
+        @kernel
+        def final_density(k, m, psi, r, pdis_, geo_, S):
+            # R^(k - k') |<u_m(k')|psi>|^2 r^(d-1): the Born integrand along the ray
+            # without its energy Jacobian (eigensystem at k' in S[8], k' in S[29])
+            q = S[13]
+            for a in range(dim):
+                q[a] = k[a] - S[29][a]
+            born.fold_transfer(geo_, q)
+            ov = born.overlap_column(S[8], m, psi)
+            d = spectrum(q, pdis_) * (ov.real * ov.real + ov.imag * ov.imag)
+            for _a in range(dim - 1):
+                d *= r
+            return d
 
         @kernel
         def apply(t, x, k, chi, band, P, S, pc, key0, key1, pid, ev):
@@ -292,37 +344,36 @@ class ElasticScattering:
             wi = S[27]
             vi = S[28]
             psi = S[32]
+            cin = S[5]
             work = S[9]
-            # incoming band structure at (x, k)
+            # incoming band structure at (x, k); chi in the band basis -> cin
             h(x, k, pm, S[3])
             eigh(S[3], wi, vi, work)
             if coherent:
                 # energy shell chosen with the Born-rule weights |c_n|^2
-                tot = 0.0
                 n = nb - 1
+                acc = 0.0
                 for l in range(nb):
                     cl = 0j
                     for i in range(nb):
                         cl += vi[i, l].conjugate() * chi[i]
-                    S[5][l] = cl
-                acc = 0.0
-                for l in range(nb):
-                    acc += S[5][l].real ** 2 + S[5][l].imag ** 2
+                    cin[l] = cl
+                    acc += cl.real * cl.real + cl.imag * cl.imag
                 target = u6 * acc
                 run = 0.0
                 for l in range(nb):
-                    run += S[5][l].real ** 2 + S[5][l].imag ** 2
+                    run += cin[l].real ** 2 + cin[l].imag ** 2
                     if target < run:
                         n = l
                         break
                 E = wi[n]
-                nrm = 0.0
                 for i in range(nb):
                     psi[i] = 0.0
                 for l in range(nb):
                     if abs(wi[l] - E) <= win:
                         for i in range(nb):
-                            psi[i] += vi[i, l] * S[5][l]
+                            psi[i] += vi[i, l] * cin[l]
+                nrm = 0.0
                 for i in range(nb):
                     nrm += psi[i].real ** 2 + psi[i].imag ** 2
                 nrm = math.sqrt(nrm)
@@ -334,60 +385,111 @@ class ElasticScattering:
                 for i in range(nb):
                     psi[i] = vi[i, n]
             kout = S[29]
-            code, m, wgt, nroots = born_event(x, k, n, E, psi, pm, pdis_, geo_, n_scan, gm, u1, u2, u3, u4, u5,
-                                              kout, S[4], S[7], S[8], work, S[31], S[13], S[30])
-            if code == born.EVENT_NULL:
+            w, m, nroots = propose(x, k, n, E, psi, pm, pdis_, geo_, n_scan, u1, u2, u3, u4,
+                                   kout, S[4], S[7], S[8], work, S[31], S[13], S[30])
+            if w == 0.0:
                 return st.OK, False, band
-            if code == born.EVENT_MAJORANT_VIOLATED:
-                return st.MAJORANT, False, band
-            # real event: eigensystem at k' is in S[7], S[8]
+            pairs = S[30]
+            if coherent:
+                # on-shell pairs (l at k) -> (m' at k') of the coherent transfer, decided on
+                # the proposed (unshifted) shell: bit l of pairs[m'] is set when
+                # |eps_m'(k') - eps_l(k)| <= win (nb <= 64, the length of ebrk)
+                for mp in range(nb):
+                    bits = 0
+                    for l in range(nb):
+                        if abs(S[7][mp] - wi[l]) <= win:
+                            bits |= 1 << l
+                    pairs[mp] = bits
+            shifted = False
+            dki = S[11]
+            shift = S[0]
             if side:
-                dki = S[11]
-                dkf = S[12]
-                dhdk(x, k, pm, dki, work)
-                dhdk(x, kout, pm, dkf, work)
-                shift = S[0]
-                coordinate_shift(wi, vi, dki, n, S[7], S[8], dkf, m, degtol, shift)
-                # potential energy change across the jump: U and -qE.x
                 ef = S[14]
                 efield(t, P[1], ef)
-                du = 0.0
+                shifted = has_u
                 for a in range(dim):
-                    du += -Q * ef[a] * shift[a]
-                xo = S[1]
-                for a in range(dim):
-                    xo[a] = x[a]
-                    x[a] += shift[a]
-                if has_u:
-                    du += potential(x, P[2], S[13]) - potential(xo, P[2], S[13])
-                if du != 0.0:
-                    if not conserve_energy(t, x, xo, kout, m, E - du, P, S):
-                        # no final state at the shifted energy (e.g. below the
-                        # band edge): the transition has zero rate, so this is
-                        # a null event; undo the jump
-                        for a in range(dim):
-                            x[a] = xo[a]
+                    if ef[a] != 0.0:
+                        shifted = True
+                dhdk(x, k, pm, dki, work)
+                if shifted:
+                    # The jump changes the potential energy (-qE.dr, U), so the final
+                    # state lies on the shell eps_m(k') = E - du(k'), which depends on k'
+                    # through dr.  Move the proposed root along its ray onto that shell
+                    # (Newton), and reweight the proposal by the Born integrand over the
+                    # Jacobian |dF/dr| of the shifted shell condition, so real events
+                    # follow W delta(eps_m(k') - eps_n(k) + du) exactly (rate and final
+                    # states); see the module docstring.
+                    e = S[19]
+                    r0 = 0.0
+                    for a in range(dim):
+                        e[a] = kout[a] - geo_[born.G_K0 + a]
+                        r0 += e[a] * e[a]
+                    r0 = math.sqrt(r0)
+                    if r0 == 0.0:
                         return st.OK, False, band
-                else:
+                    for a in range(dim):
+                        e[a] /= r0
+                    rmax = born.ray_rmax(geo_, e)
+                    f, g = jump_residual(t, x, n, wi, vi, dki, E, r0, e, m, P, S, geo_)
+                    d0 = final_density(k, m, psi, r0, pdis_, geo_, S)
+                    dens = w * abs(g) / d0
+                    r = r0
+                    ok = False
+                    for _it in range(60):
+                        if abs(f) <= 1e-12 * (1.0 + abs(E)):
+                            ok = True
+                            break
+                        if g == 0.0:
+                            break
+                        r = r - f / g
+                        if not (r > 0.0 and r < rmax):
+                            break
+                        f, g = jump_residual(t, x, n, wi, vi, dki, E, r, e, m, P, S, geo_)
+                    if not ok:
+                        # no final state at the shifted energy near this ray's root
+                        # (e.g. below the band edge): zero rate, a null event
+                        return st.OK, False, band
+                    hr = 1e-4 * r
+                    fp, _g = jump_residual(t, x, n, wi, vi, dki, E, r + hr, e, m, P, S, geo_)
+                    fm, _g = jump_residual(t, x, n, wi, vi, dki, E, r - hr, e, m, P, S, geo_)
+                    jac = abs(fp - fm) / (2.0 * hr)
+                    jump_residual(t, x, n, wi, vi, dki, E, r, e, m, P, S, geo_)
+                    d1 = final_density(k, m, psi, r, pdis_, geo_, S)
+                    w = math.inf if jac == 0.0 else dens * d1 / jac
+            if not (w <= gm):  # also catches NaN / inf weights
+                return st.MAJORANT, False, band
+            if not (u5 * gm < w):
+                return st.OK, False, band
+            # real event
+            if side:
+                if not shifted:
+                    dhdk(x, kout, pm, S[12], work)
+                    coordinate_shift(wi, vi, dki, n, S[7], S[8], S[12], m, degtol, shift)
+                for a in range(dim):
+                    x[a] += shift[a]
+                if textured and not shifted:
                     h(x, kout, pm, S[3])
                     eigh(S[3], S[7], S[8], work)
             for a in range(dim):
                 k[a] = kout[a]
             if coherent:
-                # outgoing state: projection of psi_in on the shell bands at k'
-                Eo = S[7][m]
-                for i in range(nb):
-                    chi[i] = 0.0
-                for l in range(nb):
-                    if abs(S[7][l] - Eo) <= win:
-                        cl = 0j
-                        for i in range(nb):
-                            cl += S[8][i, l].conjugate() * psi[i]
-                        for i in range(nb):
-                            chi[i] += S[8][i, l] * cl
+                # outgoing state: the on-shell part of the Born amplitude applied to every
+                # component of chi, chi' ~ sum_m' u_m'(k') sum_{l on shell} <u_m'(k')|u_l(k)> c_l
+                ctr = S[10]
+                for mp in range(nb):
+                    cm = 0j
+                    bits = pairs[mp]
+                    for l in range(nb):
+                        if (bits >> l) & 1:
+                            cm += born.overlap_column(S[8], mp, vi[:, l]) * cin[l]
+                    ctr[mp] = cm
                 nrm = 0.0
                 for i in range(nb):
-                    nrm += chi[i].real ** 2 + chi[i].imag ** 2
+                    acc = 0j
+                    for mp in range(nb):
+                        acc += S[8][i, mp] * ctr[mp]
+                    chi[i] = acc
+                    nrm += acc.real * acc.real + acc.imag * acc.imag
                 if nrm < 1e-300:
                     for i in range(nb):
                         chi[i] = S[8][i, m]
