@@ -27,7 +27,7 @@ import numpy as np
 from . import linalg
 from . import status as st
 from .scratch import context_layout, make_allocator
-from .eom import make_adiabatic_rates, make_coherent_rates
+from .eom import inlined, make_adiabatic_rates, make_coherent_rates
 
 
 def make_context_allocator(dim, nb):
@@ -44,9 +44,9 @@ def make_context(model, field, dynamics, orbital_moment=True, manifold=None):
     """
     dim = model.dim
     nb = model.nbands
-    h = model.h
-    dhdk = model.dhdk
-    potential = field.potential
+    h = inlined(model.h)
+    dhdk = inlined(model.dhdk)
+    potential = inlined(field.potential)
     has_u = field.has_potential
     eigh = linalg.eigh_for(nb)
 
@@ -67,7 +67,9 @@ def make_context(model, field, dynamics, orbital_moment=True, manifold=None):
             def rates(t, x, k, chi, P, S, K, j):
                 return mrates(t, x, k, chi, P, S, K, j, S[24]) != st.SINGULAR
 
-        @kernel
+        # inlined into the drivers' per-packet finish: a call boundary would pass the
+        # ~40 scratch arrays one by one (and reference-count them) once per packet
+        @kernel(inline="always")
         def context(t, x, k, chi, n, P, S, C):
             xd, kd, vb, cb, w, en, xj = C
             hm = S[4]
@@ -106,7 +108,7 @@ def make_context(model, field, dynamics, orbital_moment=True, manifold=None):
     if dynamics == "adiabatic":
         rates = make_adiabatic_rates(model, field, orbital_moment)
 
-        @kernel
+        @kernel(inline="always")
         def context(t, x, k, chi, n, P, S, C):
             xd, kd, vb, cb, w, en, xj = C
             K = S[2]

@@ -99,8 +99,31 @@ def make_packet_advance(step, adaptive, event, nchan):
     of x by events (side jumps) is *added* to the scratch entry ``S[33]``
     (``jx``), which the driver zeroes per packet and interval: the
     side-jump current is not in dx/dt, only in these jumps.
+
+    Fixed steps: step s covers [t_s, t_s + dt] with t_s = t0 + s dt.  When
+    the packet's clock is >= dt no tentative event falls into it and it is
+    one call ``step(t_s, dt, ...)`` (the clock then drops by dt); otherwise
+    the whole step goes to ``cross`` (see :func:`make_packet_kernels`),
+    which cuts it at the tentative events.  The CPU lane driver
+    (:mod:`packets.driver_cpu`) takes the very same decisions per packet, so
+    it reproduces this function bit for bit.
+    """
+    return make_packet_kernels(step, adaptive, event, nchan)[0]
+
+
+def make_packet_kernels(step, adaptive, event, nchan):
+    """``(advance_packet, cross)``: see :func:`make_packet_advance`.
+
+    ``cross(ts, dt, x, k, chi, band, clock, ev, P, S, key0, key1, pid, evc)
+    -> (status, band, clock, ev, steps)`` advances one packet over one fixed
+    step [ts, ts + dt] that contains at least one tentative event
+    (clock < dt): integrate to the event, let the chosen channel act,
+    repeat, then integrate to ts + dt.  It is a separate (not inlined)
+    kernel so that the event machinery — the channels' ``apply`` kernels are
+    large — stays out of the loops that run the plain steps.
     """
     use_adaptive = adaptive is not None
+    fixed = not use_adaptive  # a plain closure constant: numba prunes the dead branch
     has_events = nchan > 0
     if adaptive is None:
         @kernel
@@ -117,6 +140,64 @@ def make_packet_advance(step, adaptive, event, nchan):
             return code, ns
         return step(ta, tb - ta, x, k, chi, band, P, S), 1
 
+    @kernel(inline="always")
+    def tentative(tcur, x, k, chi, band, P, S, key0, key1, pid, ev, evc, gtot):
+        # tentative event at tcur: pick the channel, let it act, draw the next clock
+        gm = P[5]
+        u1, u2 = rng.uniforms2_53(key0, key1, pid, rng.stream_counter(0, ev))
+        target = u1 * gtot
+        c = 0
+        acc = gm[0]
+        while target >= acc and c < gm.shape[0] - 1:
+            c += 1
+            acc += gm[c]
+        jx = S[33]
+        for a in range(x.shape[0]):
+            jx[a] -= x[a]
+        code, accepted, nb_new = event(c, tcur, x, k, chi, band, P, S, key0, key1, pid, ev)
+        for a in range(x.shape[0]):
+            jx[a] += x[a]
+        evc[2 * nchan] += 1
+        if accepted:
+            evc[c] += 1
+            if nb_new != band:
+                evc[nchan + c] += 1
+        return code, nb_new, ev + 1, -math.log(u2) / gtot
+
+    @kernel(inline="always")
+    def total_rate(P):
+        gm = P[5]
+        gtot = 0.0
+        for c in range(gm.shape[0]):
+            gtot += gm[c]
+        return gtot
+
+    @kernel
+    def cross(ts, dt, x, k, chi, band, clock, ev, P, S, key0, key1, pid, evc):
+        gtot = total_rate(P)
+        nst = 0
+        code = st.OK
+        tcur = ts
+        te = ts + dt
+        while True:
+            rem = te - tcur
+            if not clock < rem:
+                # no further tentative event in this step
+                code, ns = integrate(tcur, te, dt, 0.0, x, k, chi, band, P, S)
+                nst += ns
+                clock -= rem
+                break
+            tb = tcur + clock
+            code, ns = integrate(tcur, tb, dt, 0.0, x, k, chi, band, P, S)
+            nst += ns
+            tcur = tb
+            if code != st.OK:
+                break
+            code, band, ev, clock = tentative(tcur, x, k, chi, band, P, S, key0, key1, pid, ev, evc, gtot)
+            if code != st.OK:
+                break
+        return code, band, clock, ev, nst
+
     @kernel
     def advance_packet(t0, dt, nsteps, tol, x, k, chi, band, clock, ev, P, S, key0, key1, pid, evc):
         nst = 0
@@ -131,55 +212,40 @@ def make_packet_advance(step, adaptive, event, nchan):
                 if code != st.OK:
                     break
             return code, band, clock, ev, nst
-        gm = P[5]
-        gtot = 0.0
-        for c in range(gm.shape[0]):
-            gtot += gm[c]
-        nint = 1 if use_adaptive else nsteps
-        hint = nsteps * dt if use_adaptive else dt
-        for s in range(nint):
-            tcur = t0 + s * hint
-            te = t0 + (s + 1) * hint
-            while code == st.OK:
-                rem = te - tcur
-                hit = clock < rem
-                tb = tcur + clock if hit else te
-                # one call site: the inlined step appears once in the kernel
-                code, ns = integrate(tcur, tb, dt, tol, x, k, chi, band, P, S)
-                nst += ns
-                if not hit:
-                    clock -= rem
-                    break
-                tcur = tb
+        if fixed:
+            for s in range(nsteps):
+                ts = t0 + s * dt
+                if clock >= dt:
+                    code = step(ts, dt, x, k, chi, band, P, S)
+                    nst += 1
+                    clock -= dt
+                else:
+                    code, band, clock, ev, ns = cross(ts, dt, x, k, chi, band, clock, ev, P, S, key0, key1, pid,
+                                                      evc)
+                    nst += ns
                 if code != st.OK:
                     break
-                # tentative event at tcur: pick the channel, draw the next clock
-                u1, u2 = rng.uniforms2_53(key0, key1, pid, rng.stream_counter(0, ev))
-                target = u1 * gtot
-                c = 0
-                acc = gm[0]
-                while target >= acc and c < gm.shape[0] - 1:
-                    c += 1
-                    acc += gm[c]
-                jx = S[33]
-                for a in range(x.shape[0]):
-                    jx[a] -= x[a]
-                code, accepted, nb_new = event(c, tcur, x, k, chi, band, P, S, key0, key1, pid, ev)
-                for a in range(x.shape[0]):
-                    jx[a] += x[a]
-                evc[2 * nchan] += 1
-                if accepted:
-                    evc[c] += 1
-                    if nb_new != band:
-                        evc[nchan + c] += 1
-                band = nb_new
-                ev += 1
-                clock = -math.log(u2) / gtot
+            return code, band, clock, ev, nst
+        # adaptive steps: the whole interval is one integration, cut at the events
+        gtot = total_rate(P)
+        tcur = t0
+        te = t0 + nsteps * dt
+        while code == st.OK:
+            rem = te - tcur
+            hit = clock < rem
+            tb = tcur + clock if hit else te
+            code, ns = integrate(tcur, tb, dt, tol, x, k, chi, band, P, S)
+            nst += ns
+            if not hit:
+                clock -= rem
+                break
+            tcur = tb
             if code != st.OK:
                 break
+            code, band, ev, clock = tentative(tcur, x, k, chi, band, P, S, key0, key1, pid, ev, evc, gtot)
         return code, band, clock, ev, nst
 
-    return advance_packet
+    return advance_packet, cross
 
 
 #: |chi|^2 - 1 beyond which a coherent packet is flagged NORM_DRIFT
@@ -209,7 +275,7 @@ def make_packet_finish(context, tally, dim, nb, ncomp, nev, check_norm=True):
         for a in range(dim):
             jx[a] = 0.0
 
-    @kernel
+    @kernel(inline="always")
     def finish(t_end, interval, code, x, k, chi, band, weight, evc, P, S, C, row):
         if code == st.OK:
             good = True

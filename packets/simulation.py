@@ -22,7 +22,7 @@ from .driver_cpu import build_advance, compose_tally, tree_reduce
 from .eom import (make_adaptive_advance, make_adiabatic_step, make_coherent_step, make_coherent_step2,
                   make_scratch_allocator)
 from .field import Field
-from .packet import compose_channels, first_clock, make_packet_advance, make_packet_finish
+from .packet import compose_channels, first_clock, make_packet_finish, make_packet_kernels
 from .result import Result
 
 DYNAMICS = ("coherent", "adiabatic")
@@ -357,7 +357,7 @@ class Simulation:
             step = make_adiabatic_step(model, field, self.orbital_moment)
         adaptive = make_adaptive_advance(model, step) if self.integrator == "adaptive" else None
         event = compose_channels(applies, coffs, clens)
-        advance_packet = make_packet_advance(step, adaptive, event, nchan)
+        advance_packet, cross = make_packet_kernels(step, adaptive, event, nchan)
         context = make_context(model, field, self.dynamics, self.orbital_moment, self.manifold)
         tally = compose_tally(kernels, offsets)
         start, finish = make_packet_finish(context, tally, model.dim, model.nbands, self.ncomp, self.nev)
@@ -371,9 +371,16 @@ class Simulation:
                                          make_allocator(context_layout(model.dim, model.nbands), "cuda"),
                                          model.dim, model.nbands, self.ncomp, self.nev)
         else:
+            # the lane driver (packets.driver_cpu) vectorises fixed steps across packets; it pays for the
+            # closed-form two-band coherent step, whose loop LLVM vectorises.  Not with SVML: vectorised
+            # transcendental functions would not reproduce the scalar (per-packet, GPU) results bit for bit.
+            lanes = None
+            if (adaptive is None and self.dynamics == "coherent" and self.manifold is None and model.nbands == 2
+                    and not numba.config.USING_SVML):
+                lanes = (step, cross, nchan > 0)
             adv = build_advance(advance_packet, start, finish, make_scratch_allocator(model.dim, model.nbands),
                                 make_context_allocator(model.dim, model.nbands), model.dim, model.nbands,
-                                self.ncomp, self.nev)
+                                self.ncomp, self.nev, lanes=lanes)
         _KERNEL_CACHE[key] = adv
         self._advance = adv
 

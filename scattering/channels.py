@@ -432,6 +432,10 @@ class ElasticScattering:
                     rmax = born.ray_rmax(geo_, e)
                     f, g = jump_residual(t, x, n, wi, vi, dki, E, r0, e, m, P, S, geo_)
                     d0 = final_density(k, m, psi, r0, pdis_, geo_, S)
+                    if not d0 > 0.0:
+                        # only possible for textured models, whose shell energy is taken at the
+                        # jumped position: the Born integrand vanishes there, a null event
+                        return st.OK, False, band
                     dens = w * abs(g) / d0
                     r = r0
                     ok = False

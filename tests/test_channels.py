@@ -243,9 +243,10 @@ def test_side_jump_conserves_total_energy_in_field():
         jumps += 1
         ref = side_jump(model, k0, 1, k, band)
         assert np.linalg.norm(x) > 1e-3
-        # the shift is evaluated at k' before the energy correction moves k' by ~ E.dr / v
-        assert np.linalg.norm(x - ref) < 0.05 * np.linalg.norm(x), (x, ref)
-        assert abs(model.energies(k[None])[0, band] + x @ E - 2.0) < 1e-10
+        # the final k' lies on the shell shifted by the jump energy of the transition to k' itself:
+        # eps(k') + E.dr(k0 -> k') = eps(k0), with dr recomputed here by the host wrapper
+        assert np.linalg.norm(x - ref) < 1e-9, (x, ref)
+        assert abs(model.energies(k[None])[0, band] + ref @ E - 2.0) < 1e-10
     assert jumps >= 10
 
 
