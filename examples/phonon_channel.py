@@ -34,18 +34,23 @@ import numpy as np
 
 
 @numba.njit
-def phonon_rate(t, x, k, chi, band, p):
-    """Total phonon scattering rate (1/time) of a packet; p = [m*, omega0, g, T]."""
+def _phonon_rates(k, p):
+    """(band energy k^2/2m*, emission rate g(n_B + 1) if a phonon can be emitted else 0, absorption rate g n_B)."""
     m, w0, g, temp = p[0], p[1], p[2], p[3]
     nb = 1.0 / (math.exp(w0 / temp) - 1.0)
     e = 0.0
     for a in range(k.shape[0]):
         e += k[a] * k[a]
     e = e / (2.0 * m)
-    rate = g * nb
-    if e >= w0:
-        rate += g * (nb + 1.0)
-    return rate
+    em = g * (nb + 1.0) if e >= w0 else 0.0
+    return e, em, g * nb
+
+
+@numba.njit
+def phonon_rate(t, x, k, chi, band, p):
+    """Total phonon scattering rate (1/time) of a packet; p = [m*, omega0, g, T]."""
+    _e, em, ab = _phonon_rates(k, p)
+    return em + ab
 
 
 @numba.njit
@@ -55,14 +60,8 @@ def phonon_apply(t, x, k, chi, band, p, u1, u2, u3, u4):
     Changes k in place; the single band's state chi stays (1,).  Returns the
     band index (unchanged).
     """
-    m, w0, g, temp = p[0], p[1], p[2], p[3]
-    nb = 1.0 / (math.exp(w0 / temp) - 1.0)
-    e = 0.0
-    for a in range(k.shape[0]):
-        e += k[a] * k[a]
-    e = e / (2.0 * m)
-    em = g * (nb + 1.0) if e >= w0 else 0.0
-    ab = g * nb
+    m, w0 = p[0], p[1]
+    e, em, ab = _phonon_rates(k, p)
     if u1 * (em + ab) < em:
         e = e - w0
     else:

@@ -86,11 +86,7 @@ def make_context(model, field, dynamics, orbital_moment=True, manifold=None):
             h(x, k, P[0], hm)
             e = linalg.expectation(hm, chi)
             eigh(hm, w, v, work)
-            for i in range(nb):
-                acc = 0j
-                for j in range(nb):
-                    acc += v[j, i].conjugate() * chi[j]
-                cb[i] = acc
+            linalg.band_amplitudes(v, chi, cb)
             dhdk(x, k, P[0], dk, work)
             for a in range(dim):
                 linalg.sandwich(v, dk[a], mm)

@@ -258,6 +258,17 @@ def expectation(m, chi):
 
 
 @kernel(inline="always")
+def band_amplitudes(v, chi, out):
+    """Components ``out[n] = <u_n|chi>`` of ``chi`` in the eigenbasis given by the columns of ``v``."""
+    n = chi.shape[0]
+    for i in range(n):
+        acc = 0j
+        for k in range(n):
+            acc += v[k, i].conjugate() * chi[k]
+        out[i] = acc
+
+
+@kernel(inline="always")
 def unitary_step(w, v, tau, chi, tmp):
     """Apply ``exp(-i H tau)`` to ``chi`` in place, from H's eigensystem.
 

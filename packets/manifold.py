@@ -36,7 +36,7 @@ adiabatic dynamics (F = Omega); that identity is a test.
 """
 import numpy as np
 
-from . import bandgeom
+from . import bandgeom, linalg
 from . import status as st
 from .eom import Q, inlined, magnetic_form, make_band_matrices, make_cf4_step, solve_linear
 from .jit import kernel
@@ -89,14 +89,11 @@ def make_manifold_rates(model, field, lo, hi):
         c = S[32]
         gb = S[28]
         ev = S[13]
+        linalg.band_amplitudes(v, chi, c)
         leak = 0.0
         for n in range(nb):
-            acc = 0j
-            for i in range(nb):
-                acc += v[i, n].conjugate() * chi[i]
-            c[n] = acc
             if n < lo or n >= hi:
-                leak += acc.real * acc.real + acc.imag * acc.imag
+                leak += c[n].real * c[n].real + c[n].imag * c[n].imag
         # symplectic form with the manifold's remote-band curvature
         for a in range(nxi):
             om[a, a] = 0.0

@@ -352,13 +352,10 @@ class ElasticScattering:
             if coherent:
                 # energy shell chosen with the Born-rule weights |c_n|^2
                 n = nb - 1
+                linalg.band_amplitudes(vi, chi, cin)
                 acc = 0.0
                 for l in range(nb):
-                    cl = 0j
-                    for i in range(nb):
-                        cl += vi[i, l].conjugate() * chi[i]
-                    cin[l] = cl
-                    acc += cl.real * cl.real + cl.imag * cl.imag
+                    acc += cin[l].real * cin[l].real + cin[l].imag * cin[l].imag
                 target = u6 * acc
                 run = 0.0
                 for l in range(nb):
@@ -590,13 +587,10 @@ class Dephasing:
             hbar_eig(t, x, k, P, S, hw, hv)
             # Born-rule collapse on the hybridised states
             amp = S[32]
+            linalg.band_amplitudes(hv, chi, amp)
             tot = 0.0
             for i in range(nb):
-                a = 0j
-                for j in range(nb):
-                    a += hv[j, i].conjugate() * chi[j]
-                amp[i] = a
-                tot += a.real * a.real + a.imag * a.imag
+                tot += amp[i].real * amp[i].real + amp[i].imag * amp[i].imag
             target = u2 * tot
             run = 0.0
             sel = nb - 1

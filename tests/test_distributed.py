@@ -34,11 +34,12 @@ from packets.ensemble import fermi
 from packets.models import MassiveDirac
 from scattering.channels import Dephasing
 
+from identity import STATE, assert_same_run, assert_same_state
+
 MASS, MU, TEMP, KWIN = 0.5, 0.8, 0.1, 3.0
 DT, SHARD = 0.04, 512
 N, SEED = 4096, 21               # 8 shards
 T_END, REC = 1.6, 0.4            # 4 record intervals of 10 steps
-STATE = ("x", "k", "chi", "band", "weight", "status", "pid", "clock", "ev")
 
 
 def model():
@@ -53,22 +54,6 @@ def ensemble(n=N, seed=SEED):
 def make_sim(ens, **kw):
     return Simulation(model(), ens, field=Field(E=(0.05, 0.0)), dynamics="coherent", channels=[Dephasing(0.5)],
                       observables=[Current(), BandPopulation()], dt=DT, shard=SHARD, progress=False, **kw)
-
-
-def assert_same_run(a, b):
-    """Bit-identical record times, fields, per-batch sums and counts; equal status counts and packet-steps."""
-    assert a.layout == b.layout
-    for name in ("times", "E", "_sums", "counts"):
-        x, y = getattr(a, name), getattr(b, name)
-        assert x.shape == y.shape, name
-        assert np.array_equal(x, y), f"{name} differs: max |diff| = {np.max(np.abs(x - y))}"
-    assert a.status_counts == b.status_counts
-    assert a.meta["packet_steps"] == b.meta["packet_steps"]
-
-
-def assert_same_state(s1, s2):
-    for name in STATE:
-        assert np.array_equal(getattr(s1, name), getattr(s2, name)), f"final state {name} differs"
 
 
 def band_density(band):

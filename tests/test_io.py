@@ -45,6 +45,8 @@ from packets import Ensemble, Field, Result, Simulation
 from packets.models import MassiveDirac
 from scattering.channels import Dephasing
 
+from identity import STATE, assert_same_run, assert_same_state
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # one configuration for the whole file (one numba compilation per process)
@@ -55,7 +57,6 @@ T_END, REC = 0.8, 0.16          # 5 record intervals of 4 steps
 # the run that is killed: 1024 packets (2 shards), 100 record intervals of 1 step
 N_KILL, SEED_KILL = 1024, 12
 T_KILL, REC_KILL = 4.0, 0.04
-STATE = ("x", "k", "chi", "band", "weight", "status", "pid", "clock", "ev")
 
 
 def model():
@@ -79,22 +80,6 @@ def make_sim(ens, parts=None, **kw):
                       observables=p["observables"], dt=DT, shard=SHARD, progress=False, **kw)
 
 
-def assert_same_run(a, b):
-    """Bit-identical record times, fields, per-batch sums and counts, and equal status counts."""
-    assert a.layout == b.layout
-    for name in ("times", "E", "_sums", "counts"):
-        x, y = getattr(a, name), getattr(b, name)
-        assert x.shape == y.shape, name
-        assert np.array_equal(x, y), f"{name} differs: max |diff| = {np.max(np.abs(x - y))}"
-    assert a.status_counts == b.status_counts
-    assert a.meta["packet_steps"] == b.meta["packet_steps"]
-
-
-def assert_same_state(s1, s2):
-    for name in STATE:
-        assert np.array_equal(getattr(s1, name), getattr(s2, name)), f"final state {name} differs"
-
-
 def spy_kernel(sim):
     """Replace the sim's compiled advance by a counting wrapper; returns the call list."""
     calls = []
@@ -115,6 +100,7 @@ def spy_kernel(sim):
 
 KILL_SCRIPT = """
 import importlib.util, os, pickle, sys, time
+sys.path.insert(0, os.path.dirname({test_file!r}))  # the tests' helper modules (identity)
 spec = importlib.util.spec_from_file_location("_packets_test_io_child", {test_file!r})
 T = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(T)
