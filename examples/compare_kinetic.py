@@ -224,7 +224,7 @@ def mu_scan(mus, n, seed=2027, W=DIRAC_A["W"], E=DIRAC_A["E"], path=None, verbos
         return c + lower, d
 
     table = compare([r["E"] for r in runs], {"sigma_xx": ref_xx, "sigma_xy": ref_xy},
-                    quantities={"sigma_xx": sxx, "sigma_xy": sxy}, path=path, parameter=list(mus),
+                    quantities={"sigma_xx": sxx, "sigma_xy": sxy}, parameter=list(mus),
                     parameter_name="mu", title=f"massive Dirac m={p['m']}, white noise W={W}, E={E}: MC vs "
                                               "linearised Boltzmann")
     if verbose:
@@ -238,6 +238,7 @@ def mu_scan(mus, n, seed=2027, W=DIRAC_A["W"], E=DIRAC_A["E"], path=None, verbos
         for mu, tt, lin, s0, se_, sh, lost, stc in sys_rows:
             print(f"   mu={mu:g} tau_tr={tt:.2f}: {lin:.5f} | {s0:.5f} {se_:.5f} | {sh:+.5f} | {lost:.5f}  "
                   f"status {stc}")
+    draw(table, path)
     return table, runs, {"sigma_xx": ref_xx, "sigma_xy": ref_xy}, sys_rows
 
 
@@ -334,7 +335,7 @@ def field_scan(Es, n, path=None, verbose=True, p=DIRAC_B):
     refs = [field_references(e, p) for e in Es]
     table = compare([res[e] for e in Es],
                     {"sigma_xx": [r["nonadiabatic"][0] for r in refs], "sigma_yx": [r["nonadiabatic"][1] for r in refs]},
-                    path=path, parameter=list(Es), parameter_name="E", t_min=t_min, zero_field=[res[0.0]] * len(Es),
+                    parameter=list(Es), parameter_name="E", t_min=t_min, zero_field=[res[0.0]] * len(Es),
                     title=f"massive Dirac m={p['m']}, mu={p['mu']}: coherent MC (dephasing, relaxation) vs seed 001 "
                           "Eq. 57-60")
     if verbose:
@@ -348,7 +349,22 @@ def field_scan(Es, n, path=None, verbose=True, p=DIRAC_B):
             print(f"   E={e:g}: xx {r['nonadiabatic'][0]:.5f} {r['adiabatic'][0]:.5f} {r['exact_drift'][0]:.5f} | "
                   f"yx {r['nonadiabatic'][1]:.5f} {r['adiabatic'][1]:.5f} {r['exact_drift'][1]:.5f} | "
                   f"{r['norm'] - 1:.2e}")
+    draw(table, path)
     return table, res, refs
+
+
+def draw(table, path):
+    """Write the table's figure to ``path`` (None: no figure); without matplotlib say what to install.
+
+    Called after the table has been printed, so a missing matplotlib loses nothing computed.
+    """
+    if path is None:
+        return None
+    try:
+        return table.plot(path)
+    except ImportError as exc:
+        print(f"   no figure {path}: {exc}")
+        return None
 
 
 def main(small=False, path="compare_kinetic.png", verbose=True):
@@ -367,9 +383,10 @@ def main(small=False, path="compare_kinetic.png", verbose=True):
         mus, n_mu, Es, n_e = (0.55, 0.6, 0.7, 0.8, 0.9), 12000, (0.01, 0.03, 0.06, 0.1, 0.15), 16000
     ta = mu_scan(mus, n_mu, path=p_mu, verbose=verbose)[0]
     tb = field_scan(Es, n_e, path=p_field, verbose=verbose)[0]
+    figures = tuple(t.figure for t in (ta, tb))
     if verbose:
-        print(f"figures {p_mu}, {p_field}; wall time {time.time() - t0:.0f} s")
-    return {"mu_table": ta, "field_table": tb, "figures": (p_mu, p_field)}
+        print(f"figures {', '.join(f for f in figures if f) or 'none'}; wall time {time.time() - t0:.0f} s")
+    return {"mu_table": ta, "field_table": tb, "figures": figures}
 
 
 if __name__ == "__main__":

@@ -7,7 +7,10 @@ quantity (and parameter value): MC mean, MC standard error (batch means,
 DESIGN.md §7), reference, and z = (MC - reference) / stderr.  With ``path``
 it also writes a PNG: MC points with error bars on the reference curve.
 matplotlib is the optional extra ``plot`` (``pip install packets[plot]``);
-it is imported only when a figure is requested, with the Agg backend.
+it is imported only when a figure is requested, with the Agg backend, after
+the table is computed: without matplotlib, ``compare`` warns and returns the
+table without a figure, and :meth:`ComparisonTable.plot` raises an
+``ImportError`` that names the extra.
 
 Quantity names
 --------------
@@ -20,6 +23,7 @@ dict ``{name: callable}``.
 """
 import math
 import re
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,6 +54,20 @@ class ComparisonTable:
     rows: list = field(default_factory=list)
     parameter_name: str = "parameter"
     figure: str = None
+    _plot_info: tuple = field(default=None, repr=False, compare=False)
+
+    def plot(self, path, title=None):
+        """Write the comparison figure (PNG) to ``path``; returns ``path``.
+
+        Needs matplotlib (the ``plot`` extra); without it an ``ImportError``
+        says what to install and the table itself is untouched.
+        """
+        if self._plot_info is None:
+            raise ValueError("this table was not made by compare(); it has no references to draw")
+        quantities, reference, params, title0 = self._plot_info
+        _plot(self, quantities, reference, params, path, title if title is not None else title0)
+        self.figure = str(path)
+        return self.figure
 
     def __iter__(self):
         return iter(self.rows)
@@ -179,21 +197,30 @@ def compare(mc_result, reference, quantities=None, path=None, parameter=None, pa
         for i, (res, p) in enumerate(zip(results, params)):
             mval, se = mc_value(res, q, t_min, t_max, zeros[i])
             table.rows.append(ComparisonRow(name, float(p), mval, se, _reference_value(reference[name], p, i)))
+    table._plot_info = (quantities, reference, params, title)
     if path is not None:
-        _plot(table, quantities, reference, params, path, title)
-        table.figure = str(path)
+        try:
+            table.plot(path)
+        except ImportError as exc:  # the numbers are computed: keep them, say how to get the figure
+            warnings.warn(f"{exc}; the comparison table is returned without a figure", stacklevel=2)
     return table
 
 
-def _plot(table, quantities, reference, params, path, title):
+def _pyplot():
+    """matplotlib.pyplot with the Agg backend, or an ImportError naming the extra to install."""
     try:
         import matplotlib
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("writing a comparison figure needs matplotlib: pip install 'packets[plot]' "
+    except ImportError as exc:
+        raise ImportError("drawing a figure needs matplotlib: pip install 'packets[plot]' "
                           "(or pip install matplotlib)") from exc
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _plot(table, quantities, reference, params, path, title):
+    plt = _pyplot()
     names = list(quantities)
     fig, axes = plt.subplots(len(names), 1, figsize=(6, 3 * len(names)), squeeze=False)
     for ax, name in zip(axes[:, 0], names):

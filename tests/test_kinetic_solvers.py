@@ -381,3 +381,40 @@ def test_compare_table_and_figure(tmp_path):
     assert tab3.rows[0].stderr == pytest.approx(0.0, abs=1e-12)
     with pytest.raises(ValueError, match="field is along x"):
         compare(res, {"sigma_xy": 0.0})
+
+
+def test_compare_without_matplotlib_keeps_the_table(tmp_path, monkeypatch):
+    """Without matplotlib, compare(path=...) warns naming the extra and still returns every number;
+    ComparisonTable.plot raises an ImportError that names it; nothing is written."""
+    import sys
+
+    rng = np.random.default_rng(3)
+    res = _fake_result(rng.normal(0.01, 0.001, size=8), rng.normal(-0.002, 0.0005, size=8))
+    with_plot = compare(res, {"sigma_xx": 7.5})
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
+    path = tmp_path / "cmp.png"
+    with pytest.warns(UserWarning, match=r"packets\[plot\]"):
+        tab = compare(res, {"sigma_xx": 7.5}, path=path)
+    assert tab.figure is None and not path.exists()
+    assert [(r.mc, r.stderr, r.reference) for r in tab] == [(r.mc, r.stderr, r.reference) for r in with_plot]
+    with pytest.raises(ImportError, match=r"packets\[plot\]"):
+        tab.plot(path)
+    assert not path.exists()
+
+
+def test_example_draw_without_matplotlib(tmp_path, monkeypatch, capsys):
+    """examples/compare_kinetic.draw prints what to install instead of losing the printed table."""
+    import importlib.util
+    import os
+    import sys
+
+    spec = importlib.util.spec_from_file_location(
+        "compare_kinetic_example", os.path.join(os.path.dirname(__file__), "..", "examples", "compare_kinetic.py"))
+    ex = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ex)
+    rng = np.random.default_rng(4)
+    tab = compare(_fake_result(rng.normal(0.01, 0.001, size=8), rng.normal(0.0, 0.001, size=8)), {"sigma_xx": 7.5})
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert ex.draw(tab, str(tmp_path / "f.png")) is None
+    assert "packets[plot]" in capsys.readouterr().out
