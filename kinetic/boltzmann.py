@@ -54,7 +54,7 @@ import numba
 import numpy as np
 from scipy import linalg as sla
 
-from packets import geometry
+from packets import compile_cache, geometry
 from packets.bandgeom import DEGTOL
 from scattering import born
 from scattering.disorder import Disorder
@@ -309,7 +309,7 @@ def _side_jump_velocity(model, contour, kernel, x, degtol):
     return np.einsum("ij,j,ija->ia", kernel, contour.weight, dr)
 
 
-@numba.njit
+@compile_cache.host_kernel
 def _shift_pairs(en, vec, dh, band, degtol, out):
     """out[i, j] = coordinate shift for the transition i -> j (host-level njit loop, allocates)."""
     p = en.shape[0]

@@ -26,6 +26,8 @@ fast-math flags vectorised IEEE arithmetic gives the scalar results bit for
 bit, so the lane driver reproduces the per-packet one exactly.
 """
 import numba
+
+from . import compile_cache
 import numpy as np
 
 from . import status as st
@@ -193,7 +195,7 @@ def build_advance(advance_packet, start, finish, alloc_scratch, alloc_context, d
             total += steps[c]
         return total
 
-    return advance
+    return compile_cache.enable(advance)
 
 
 def _make_lane_chunk(lanes, finish, alloc_scratch, alloc_context, dim, nb, nev):

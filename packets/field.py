@@ -18,6 +18,8 @@ import math
 import numba
 import numpy as np
 
+from . import compile_cache
+
 
 @numba.njit
 def efield_constant(t, p, out):
@@ -44,6 +46,11 @@ def potential_none(x, p, grad):
     for a in range(grad.shape[0]):
         grad[a] = 0.0
     return 0.0
+
+
+# library defaults called from Python (Field.E_at, checks): cached on disk like the engine's entry points
+for _f in (efield_constant, efield_ac, potential_none):
+    compile_cache.enable(_f)
 
 
 class Field:

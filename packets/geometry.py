@@ -59,7 +59,7 @@ import numba
 import numpy as np
 from scipy.special import expit
 
-from . import bandgeom, linalg
+from . import bandgeom, compile_cache, linalg
 from .bandgeom import DEGTOL
 
 __all__ = ["DEGTOL", "bands", "velocity_matrix", "berry_connection", "berry_curvature", "berry_curvature_tensor",
@@ -195,7 +195,8 @@ def _prepare(model, k, x, want_x):
     w = np.empty((npts, nb))
     mk = np.empty((npts, d, nb, nb), dtype=np.complex128)
     mx = np.empty((npts if want_x else 0, d, nb, nb), dtype=np.complex128)
-    _prepare_many(model.h, model.dhdk, model.dhdx, bool(want_x), xx, kk, model.params, w, mk, mx)
+    compile_cache.specialise(_prepare_many, hfun=model.h, dkfun=model.dhdk, dxfun=model.dhdx)(
+        bool(want_x), xx, kk, model.params, w, mk, mx)
     return shape, w, mk, mx
 
 
@@ -206,7 +207,7 @@ def _pair_tensor(fun, model, k, x, kind, degtol):
     ma = mk if kind[0] == "k" else mx
     mb = mk if kind[1] == "k" else mx
     out = np.empty((w.shape[0], model.nbands, model.dim, model.dim))
-    _pair_tensor_many(fun, w, ma, mb, degtol, out)
+    compile_cache.specialise(_pair_tensor_many, fun=fun)(w, ma, mb, degtol, out)
     return out.reshape(shape + out.shape[1:])
 
 

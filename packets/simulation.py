@@ -17,7 +17,7 @@ import numpy as np
 
 from . import status as st
 from .context import make_context, make_context_allocator
-from . import rng
+from . import compile_cache, rng
 from .driver_cpu import build_advance, compose_tally, tree_reduce
 from .eom import (make_adaptive_advance, make_adiabatic_step, make_coherent_step, make_coherent_step2,
                   make_scratch_allocator)
@@ -52,21 +52,27 @@ def _versions():
     return out
 
 
-@numba.njit
+@compile_cache.host_kernel
 def _init_clocks(clock, pid, key0, key1, gtot):
     for i in range(clock.shape[0]):
         clock[i] = first_clock(key0, key1, pid[i], gtot)
 
 
-def _obs_key(obs):
-    key = getattr(obs, "cache_key", None)
+def _plugin_key(plugin, kernel):
+    """In-process kernel-cache key of a channel or observable.
+
+    Its ``cache_key()`` when it has one; else the content digest of the kernel it built
+    (:func:`packets.compile_cache.content_digest`: equal only for the same code and closure values);
+    else the kernel object itself, which the cache then keeps alive.  Never ``id()``: an id is reused
+    after garbage collection, and a new plug-in would silently get another one's compiled kernel.
+    """
+    key = getattr(plugin, "cache_key", None)
     if callable(key):
         return key()
-    if type(obs).__module__ == "observables.basic":
-        d = {k: (v.tobytes() if isinstance(v, np.ndarray) else
-                 tuple(e.tobytes() for e in v) if isinstance(v, list) else v) for k, v in vars(obs).items()}
-        return (type(obs).__name__, tuple(sorted(d.items())))
-    return ("id", id(obs))
+    try:
+        return ("content", compile_cache.content_digest(kernel))
+    except compile_cache.Uncacheable:
+        return ("kernel", kernel)
 
 
 class Simulation:
@@ -291,15 +297,17 @@ class Simulation:
         model, field = self.model, self.field
         key = (self.backend, self.manifold, model.h, model.dhdk, model.dhdx, model.textured, model.dim, model.nbands, field.efield,
                field.potential, field.has_B, field.has_potential, self.dynamics, self.integrator,
-               self.orbital_moment, tuple(_obs_key(o) for o in self.observables))
+               self.orbital_moment)
         layout = {}
         kernels = []
         offsets = []
+        okeys = []
         off = 0
         for o in self.observables:
             nc, labels, shape, kern = o.build(model, self.dynamics)
             layout[o.name] = (off, nc, list(labels), tuple(shape))
             kernels.append(kern)
+            okeys.append((_plugin_key(o, kern), nc, tuple(shape)))
             offsets.append(off)
             off += nc
         applies, coffs, clens, pcs, gmax, ckeys = [], [], [], [], [], []
@@ -325,8 +333,7 @@ class Simulation:
             pcs.append(pc)
             gmax.append(g)
             coff += pc.size
-            kf = getattr(ch, "cache_key", None)
-            ckeys.append((spec["apply"], pc.size) if not callable(kf) else kf())
+            ckeys.append((_plugin_key(ch, spec["apply"]), pc.size))
         nchan = len(applies)
         self.channel_names = [getattr(ch, "name", type(ch).__name__) for ch in self.channels]
         self.nev = 2 * nchan + 1 if nchan else 0
@@ -343,7 +350,7 @@ class Simulation:
             _init_clocks(self.clock, self.pid, self.key[0], self.key[1], gtot)
         self.layout = layout
         self.ncomp = max(off, 1)
-        key = key + (tuple(ckeys), tuple(clens), tuple(coffs))
+        key = key + (tuple(okeys), tuple(ckeys), tuple(clens), tuple(coffs))
         if key in _KERNEL_CACHE:
             self._advance = _KERNEL_CACHE[key]
             return
@@ -364,6 +371,10 @@ class Simulation:
         self._parts = (advance_packet, start, finish)
         if self.backend == "cuda":
             import gpu
+
+            # under numba's CUDA simulator these per-packet kernels are entry points called from Python
+            for fn in (advance_packet, start, finish):
+                compile_cache.enable(fn)
             from .scratch import context_layout, make_allocator, scratch_layout
 
             adv = gpu.build_cuda_advance(advance_packet, start, finish,

@@ -94,7 +94,7 @@ import warnings
 import numba
 import numpy as np
 
-from packets import linalg
+from packets import compile_cache, linalg
 
 from .disorder import Disorder, evaluate_spectrum
 
@@ -152,7 +152,7 @@ def overlap_column(v, m, u_n):
     return acc
 
 
-@numba.njit
+@compile_cache.host_kernel
 def sphere_area(dim):
     """|S^{dim-1}|: 2 (1D, the two directions +/-), 2 pi (2D), 4 pi (3D)."""
     if dim == 1:

@@ -42,6 +42,8 @@ import math
 import numba
 import numpy as np
 
+from packets import compile_cache
+
 try:  # numba >= 0.49
     from numba.core.dispatcher import Dispatcher as _Dispatcher
 except ImportError:  # pragma: no cover - very old numba
@@ -111,7 +113,7 @@ def evaluate_spectrum(disorder, q):
     shape = q.shape[:-1]
     qq = np.ascontiguousarray(q.reshape(-1, q.shape[-1]))
     out = np.empty(qq.shape[0])
-    _spectrum_many(disorder.spectrum, qq, disorder.params, out)
+    compile_cache.specialise(_spectrum_many, spectrum=disorder.spectrum)(qq, disorder.params, out)
     return out.reshape(shape)
 
 

@@ -25,7 +25,7 @@ the model's own units; k in inverse length.
 import numba
 import numpy as np
 
-from .. import linalg
+from .. import compile_cache, linalg
 
 # ----------------------------------------------------------------------------
 # Lattice
@@ -221,21 +221,21 @@ class BandModel:
         """
         shape, kk, xx = self._points(k, x)
         out = np.empty((kk.shape[0], self.nbands, self.nbands), dtype=np.complex128)
-        _fill_h_many(self.h, xx, kk, self.params, out)
+        compile_cache.specialise(_fill_h_many, hfun=self.h)(xx, kk, self.params, out)
         return out.reshape(shape + (self.nbands, self.nbands))
 
     def dhdk_matrices(self, k, x=None):
         """dH/dk_a at an array of points, shape (..., dim, nbands, nbands)."""
         shape, kk, xx = self._points(k, x)
         out = np.empty((kk.shape[0], self.dim, self.nbands, self.nbands), dtype=np.complex128)
-        _fill_d_many(self.dhdk, xx, kk, self.params, out)
+        compile_cache.specialise(_fill_d_many, dfun=self.dhdk)(xx, kk, self.params, out)
         return out.reshape(shape + (self.dim, self.nbands, self.nbands))
 
     def dhdx_matrices(self, k, x=None):
         """dH/dx_a at an array of points, shape (..., dim, nbands, nbands)."""
         shape, kk, xx = self._points(k, x)
         out = np.empty((kk.shape[0], self.dim, self.nbands, self.nbands), dtype=np.complex128)
-        _fill_d_many(self.dhdx, xx, kk, self.params, out)
+        compile_cache.specialise(_fill_d_many, dfun=self.dhdx)(xx, kk, self.params, out)
         return out.reshape(shape + (self.dim, self.nbands, self.nbands))
 
     def bands(self, k, x=None):
@@ -252,7 +252,7 @@ class BandModel:
         shape, kk, xx = self._points(k, x)
         w = np.empty((kk.shape[0], self.nbands))
         v = np.empty((kk.shape[0], self.nbands, self.nbands), dtype=np.complex128)
-        _bands_many(self.h, xx, kk, self.params, w, v)
+        compile_cache.specialise(_bands_many, hfun=self.h)(xx, kk, self.params, w, v)
         return w.reshape(shape + (self.nbands,)), v.reshape(shape + (self.nbands, self.nbands))
 
     def energies(self, k, x=None):
@@ -306,6 +306,10 @@ def _fd_derivative(model, k, x, axis, h=1e-4):
             return model.hamiltonian(k, x + s * e)
         out[..., a, :, :] = (-H(2) + 8 * H(1) - 8 * H(-1) + H(-2)) / (12 * h)
     return out
+
+
+# loops over points behind the host API; called through compile_cache.specialise with the filler fixed,
+# so that they are cached on disk by content (a dispatcher argument would defeat the cache)
 
 
 @numba.njit
