@@ -198,7 +198,7 @@ class _Digest:
             self.put(type(v).__name__, len(v))
             for e in v:
                 self.value(e, loose)
-        elif isinstance(v, Dispatcher) or type(v).__name__ in ("CUDADispatcher", "FakeCUDAKernel"):
+        elif isinstance(v, Dispatcher) or (type(v).__name__ == "CUDADispatcher" and hasattr(v, "py_func")):
             opts = getattr(v, "targetoptions", {})
             self.put("dispatcher", type(v).__name__, sorted((k, repr(o)) for k, o in opts.items()))
             self.function(v.py_func)
@@ -332,8 +332,11 @@ class ContentCache(caching.FunctionCache):
         try:
             os.makedirs(self._path, exist_ok=True)
             super().save_overload(sig, data)
-        except OSError as exc:
+        except Exception as exc:  # never let the cache break a compile that succeeded
             self._enabled = False
+            if not isinstance(exc, OSError):
+                log.debug("not caching %s on disk: %r", self._name, exc)
+                return
             if not _warned:
                 _warned = True
                 warnings.warn(f"packets: cannot write the kernel cache in {self._path} ({exc}); kernels are "
