@@ -131,6 +131,7 @@ def _make_kernel(advance_packet, start, finish, alloc_scratch, alloc_context, di
         C = alloc_context()
         x = cuda.local.array(dim, f64)
         k = cuda.local.array(dim, f64)
+        jx = cuda.local.array(dim, f64)  # displacement of x by events in this interval
         chi = cuda.local.array(nb, c128)
         evc = cuda.local.array(nevl, i64)
         row = cuda.local.array(ncomp, f64)
@@ -145,13 +146,13 @@ def _make_kernel(advance_packet, start, finish, alloc_scratch, alloc_context, di
                 chi[j] = CHI[i, j]
             for j in range(ncomp):
                 row[j] = 0.0
-            start(evc, S)
+            start(evc, jx)
             code, band, clock, ev, ns = advance_packet(t0, dt, nsteps, tol, x, k, chi, BAND[i], CLOCK[i], EV[i],
-                                                       P, S, key0, key1, PID[i], evc)
+                                                       P, S, key0, key1, PID[i], evc, jx)
             nst += ns
             b = PID[i] % nbatch
             # checks, context, observables, event counts: the CPU driver's own function (packets.packet)
-            code, tallied = finish(t0 + nsteps * dt, nsteps * dt, code, x, k, chi, band, W[i], evc, P, S, C, row)
+            code, tallied = finish(t0 + nsteps * dt, nsteps * dt, code, x, k, chi, band, W[i], evc, jx, P, S, C, row)
             if use_shared:
                 base = b * ncomp
                 for j in range(ncomp):

@@ -9,6 +9,8 @@ import math
 import numba
 import numpy as np
 
+from packets import scratch as sc
+
 Q = -1.0
 
 
@@ -51,9 +53,9 @@ class Current:
 
         @numba.njit
         def kernel(weight, n, x, k, C, out):
-            xd = C[0]
-            vb = C[2]
-            xj = C[6]
+            xd = C[sc.C_XDOT]
+            vb = C[sc.C_VBAND]
+            xj = C[sc.C_XJUMP]
             for a in range(dim):
                 out[a] += Q * weight * (xd[a] + xj[a])
                 out[dim + a] += Q * weight * vb[a]
@@ -156,7 +158,7 @@ class BandPopulation:
 
         @numba.njit
         def kernel(weight, n, x, k, C, out):
-            cb = C[3]
+            cb = C[sc.C_AMP]
             for i in range(nb):
                 out[i] += weight * (cb[i].real * cb[i].real + cb[i].imag * cb[i].imag)
 
@@ -180,7 +182,7 @@ class DensityMatrix:
 
         @numba.njit
         def kernel(weight, n, x, k, C, out):
-            cb = C[3]
+            cb = C[sc.C_AMP]
             for i in range(nb):
                 for j in range(nb):
                     z = cb[i] * cb[j].conjugate()
@@ -204,6 +206,6 @@ class Energy:
     def build(self, model, dynamics):
         @numba.njit
         def kernel(weight, n, x, k, C, out):
-            out[0] += weight * C[5][0]
+            out[0] += weight * C[sc.C_ENERGY][0]
 
         return 1, ["energy"], (1,), kernel

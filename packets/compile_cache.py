@@ -223,9 +223,9 @@ class _Digest:
             for k in sorted(v, key=repr):
                 self.value(k, loose)
                 self.value(v[k], loose)
-        elif _third_party(type(v)) or loose:
-            # objects of numpy/numba themselves (e.g. numba.prange helpers), or module attributes the
-            # code only may use: their type and repr
+        elif loose:
+            # a module attribute the code only may name (``mod.attr`` where ``attr`` is also a local
+            # name): its type and repr
             self.put("object", type(v).__module__, type(v).__qualname__, _safe_repr(v))
         else:
             raise Uncacheable(f"cannot hash {type(v).__module__}.{type(v).__qualname__} object {_safe_repr(v)}")

@@ -1,20 +1,20 @@
 """Per-packet measurement context: what observables see at a record time.
 
 :func:`make_context` builds ``context(t, x, k, chi, n, P, S, C) -> ok``,
-an ``@njit`` kernel function (DESIGN.md §3) that fills the context tuple
-``C = (xd, kd, vb, cb, w, en)`` for one packet:
+an ``@njit`` kernel function that fills the context tuple ``C`` for one
+packet; its entries are reached by the names of :mod:`packets.scratch`:
 
-``xd``  dx/dt (length dim) from the same equations of motion as the stepper
-``kd``  dk/dt
-``vb``  band-velocity part of dx/dt: sum_n |c_n|^2 d eps_n/dk (coherent) or
-        d(eps_n - m.B)/dk (adiabatic); xd - vb is the anomalous part
-``cb``  band amplitudes c_n = <u_n(x, k)|chi> in the instantaneous eigenbasis
-        (adiabatic: the unit vector of the packet's band)
-``w``   instantaneous band energies (ascending)
-``en``  en[0] = the packet's energy <chi|H|chi> + U(x)  (adiabatic: eps_n - m.B + U)
-``xj``  displacement of x by stochastic events (side jumps) during the record
-        interval divided by its length: the side-jump velocity, which is not
-        part of dx/dt (filled by the driver after ``context``)
+``C[C_XDOT]``      dx/dt (length dim) from the same equations of motion as the stepper
+``C[C_KDOT]``      dk/dt
+``C[C_VBAND]``     band-velocity part of dx/dt: sum_n |c_n|^2 d eps_n/dk (coherent) or
+                   d(eps_n - m.B)/dk (adiabatic); C_XDOT - C_VBAND is the anomalous part
+``C[C_AMP]``       band amplitudes c_n = <u_n(x, k)|chi> in the instantaneous eigenbasis
+                   (adiabatic: the unit vector of the packet's band)
+``C[C_ENERGIES]``  instantaneous band energies (ascending)
+``C[C_ENERGY]``    [0] = the packet's energy <chi|H|chi> + U(x)  (adiabatic: eps_n - m.B + U)
+``C[C_XJUMP]``     displacement of x by stochastic events (side jumps) during the record
+                   interval divided by its length: the side-jump velocity, which is not
+                   part of dx/dt (filled by the driver's ``finish`` after ``context``)
 
 Observables (see the ``observables`` package) are ``@njit`` functions of this
 context, so every observable sees the same numbers the dynamics uses.
@@ -26,13 +26,13 @@ import numpy as np
 
 from . import linalg
 from . import status as st
-from .scratch import context_layout, make_allocator
+from . import scratch as sc
 from .eom import inlined, make_adiabatic_rates, make_coherent_rates
 
 
 def make_context_allocator(dim, nb):
     """CPU allocator of the context tuple (layout in :mod:`packets.scratch`)."""
-    return make_allocator(context_layout(dim, nb), "cpu")
+    return sc.make_allocator(sc.context_layout(dim, nb), "cpu")
 
 
 def make_context(model, field, dynamics, orbital_moment=True, manifold=None):
@@ -65,37 +65,43 @@ def make_context(model, field, dynamics, orbital_moment=True, manifold=None):
 
             @kernel(inline="always")
             def rates(t, x, k, chi, P, S, K, j):
-                return mrates(t, x, k, chi, P, S, K, j, S[24]) != st.SINGULAR
+                return mrates(t, x, k, chi, P, S, K, j, S[sc.G1]) != st.SINGULAR
 
         # inlined into the drivers' per-packet finish: a call boundary would pass the
         # ~40 scratch arrays one by one (and reference-count them) once per packet
         @kernel(inline="always")
         def context(t, x, k, chi, n, P, S, C):
-            xd, kd, vb, cb, w, en, xj = C
-            hm = S[4]
-            v = S[8]
-            work = S[9]
-            dk = S[11]
-            mm = S[3]
-            K = S[2]
+            xd = C[sc.C_XDOT]
+            kd = C[sc.C_KDOT]
+            vb = C[sc.C_VBAND]
+            cb = C[sc.C_AMP]
+            w = C[sc.C_ENERGIES]
+            en = C[sc.C_ENERGY]
+            hm = S[sc.HM]
+            v = S[sc.V]
+            work = S[sc.WORK]
+            dk = S[sc.DHDK]
+            M = S[sc.M]
+            K = S[sc.K]
             if not rates(t, x, k, chi, P, S, K, 0):
                 return False
             for a in range(dim):
                 xd[a] = K[0, 0, a]
                 kd[a] = K[0, 1, a]
-            h(x, k, P[0], hm)
+            h(x, k, P[sc.P_MODEL], hm)
             e = linalg.expectation(hm, chi)
             eigh(hm, w, v, work)
             linalg.band_amplitudes(v, chi, cb)
-            dhdk(x, k, P[0], dk, work)
+            dhdk(x, k, P[sc.P_MODEL], dk, work)
             for a in range(dim):
+                mm = M[dim + a]  # the band matrix of k_a
                 linalg.sandwich(v, dk[a], mm)
                 acc = 0.0
                 for i in range(nb):
                     acc += (cb[i].real ** 2 + cb[i].imag ** 2) * mm[i, i].real
                 vb[a] = acc
             if has_u:
-                e += potential(x, P[2], S[14])
+                e += potential(x, P[sc.P_POTENTIAL], S[sc.GRAD_U])
             en[0] = e
             return True
 
@@ -106,16 +112,18 @@ def make_context(model, field, dynamics, orbital_moment=True, manifold=None):
 
         @kernel(inline="always")
         def context(t, x, k, chi, n, P, S, C):
-            xd, kd, vb, cb, w, en, xj = C
-            K = S[2]
-            ok, e = rates(t, x, k, n, P, S, K, 0)
+            xd = C[sc.C_XDOT]
+            kd = C[sc.C_KDOT]
+            cb = C[sc.C_AMP]
+            w = C[sc.C_ENERGIES]
+            en = C[sc.C_ENERGY]
+            K = S[sc.K]
+            ok, e = rates(t, x, k, n, P, S, K, 0, C[sc.C_VBAND])
             for a in range(dim):
                 xd[a] = K[0, 0, a]
                 kd[a] = K[0, 1, a]
-            for a in range(dim):
-                vb[a] = S[14][a]
-            h(x, k, P[0], S[4])
-            eigh(S[4], w, S[8], S[9])
+            h(x, k, P[sc.P_MODEL], S[sc.HM])
+            eigh(S[sc.HM], w, S[sc.V], S[sc.WORK])
             for i in range(nb):
                 cb[i] = 0.0
             cb[n] = 1.0

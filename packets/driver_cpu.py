@@ -32,7 +32,8 @@ import numpy as np
 
 from . import status as st
 from .jit import kernel
-from .scratch import borrow, context_layout, make_allocator, scratch_layout, stack_array
+from . import scratch as sc
+from .scratch import borrow, make_allocator, stack_array
 
 #: packets advanced together by the CPU lane driver (two AVX2 / one AVX-512 vector of float64)
 LANES = 8
@@ -61,7 +62,7 @@ def compose_tally(kernels, offsets):
     return tally
 
 
-def make_lane_steps(step, dim, nb, has_events):
+def make_lane_steps(step, dim, nb, has_events, scratch_layout):
     """Build ``lane_steps(s, nsteps, t0, dt, Z, clock, band, live, pend, code, nst, P) -> s_next``.
 
     Advances the :data:`LANES` packets of one block by fixed steps s, s+1,
@@ -79,7 +80,7 @@ def make_lane_steps(step, dim, nb, has_events):
     """
     L = LANES
     nz = 2 * dim + 2 * nb
-    alloc_stack = make_allocator(scratch_layout(dim, nb), "cpu_stack")
+    alloc_stack = make_allocator(scratch_layout, "cpu_stack")
     zblock = stack_array((nz, L), np.float64)
     fblock = stack_array((L,), np.float64)
     iblock = stack_array((L,), np.int64)
@@ -152,7 +153,7 @@ def make_lane_steps(step, dim, nb, has_events):
     return lane_steps
 
 
-def build_advance(advance_packet, start, finish, alloc_scratch, alloc_context, dim, nb, ncomp, nev, lanes=None):
+def build_advance(advance_packet, start, finish, scratch_layout, context_layout, dim, nb, ncomp, nev, lanes=None):
     """Build the parallel CPU kernel that advances all packets by one record interval.
 
     Signature of the returned function::
@@ -166,7 +167,8 @@ def build_advance(advance_packet, start, finish, alloc_scratch, alloc_context, d
     into the shard's row ``pid % nbatch``.  ``rows`` (nshards, nbatch, ncomp)
     and ``counts`` (nshards, nbatch) receive the tallies of each shard of
     ``shard`` consecutive packets, summed in packet order; :func:`tree_reduce`
-    combines shards.
+    combines shards.  ``scratch_layout`` and ``context_layout`` are the
+    layouts of :mod:`packets.scratch` the per-packet kernels were built for.
 
     ``lanes=(step, cross, has_events)`` (fixed-step integrators) selects the
     lane driver (module docstring): ``step`` is the fixed step kernel that
@@ -175,9 +177,10 @@ def build_advance(advance_packet, start, finish, alloc_scratch, alloc_context, d
     to the per-packet loop.
     """
     if lanes is not None:
-        run_chunk = _make_lane_chunk(lanes, finish, alloc_scratch, alloc_context, dim, nb, nev)
+        run_chunk = _make_lane_chunk(lanes, finish, scratch_layout, context_layout, dim, nb, nev)
     else:
-        run_chunk = _make_packet_chunk(advance_packet, start, finish, alloc_scratch, alloc_context, dim, nb, nev)
+        run_chunk = _make_packet_chunk(advance_packet, start, finish, make_allocator(scratch_layout, "cpu"),
+                                       make_allocator(context_layout, "cpu"), dim, nb, nev)
 
     @numba.njit(parallel=True)
     def advance(X, K, CHI, BAND, W, STATUS, PID, CLOCK, EV, t0, dt, nsteps, tol, P, key0, key1, nbatch, shard,
@@ -198,17 +201,17 @@ def build_advance(advance_packet, start, finish, alloc_scratch, alloc_context, d
     return compile_cache.enable(advance)
 
 
-def _make_lane_chunk(lanes, finish, alloc_scratch, alloc_context, dim, nb, nev):
+def _make_lane_chunk(lanes, finish, scratch_layout, context_layout, dim, nb, nev):
     """``run_chunk`` of the lane driver: blocks of :data:`LANES` packets through :func:`make_lane_steps`."""
     step, cross, has_events = lanes
-    lane_steps = make_lane_steps(step, dim, nb, has_events)
+    lane_steps = make_lane_steps(step, dim, nb, has_events, scratch_layout)
     L = LANES
     nz = 2 * dim + 2 * nb
     # the scratch and context tuples on the stack: no meminfo, so passing the
     # ~40 arrays to finish/cross costs no atomic reference counting (which
     # on the heap tuples cost about a microsecond per packet and interval)
-    alloc_scratch = make_allocator(scratch_layout(dim, nb), "cpu_stack")
-    alloc_context = make_allocator(context_layout(dim, nb), "cpu_stack")
+    alloc_scratch = make_allocator(scratch_layout, "cpu_stack")
+    alloc_context = make_allocator(context_layout, "cpu_stack")
 
     xarr = stack_array((dim,), np.float64)
     carr = stack_array((nb,), np.complex128)
@@ -226,7 +229,8 @@ def _make_lane_chunk(lanes, finish, alloc_scratch, alloc_context, dim, nb, nev):
         n = X.shape[0]
         S = alloc_scratch()
         C = alloc_context()
-        P = (borrow(P[0]), borrow(P[1]), borrow(P[2]), borrow(P[3]), borrow(P[4]), borrow(P[5]))
+        P = (borrow(P[sc.P_MODEL]), borrow(P[sc.P_EFIELD]), borrow(P[sc.P_POTENTIAL]), borrow(P[sc.P_B]),
+             borrow(P[sc.P_CHANNELS]), borrow(P[sc.P_MAJORANTS]))
         rows = borrow(rows)
         x = xarr()
         k = xarr()
@@ -241,7 +245,7 @@ def _make_lane_chunk(lanes, finish, alloc_scratch, alloc_context, dim, nb, nev):
         nst = iarr()
         evcs = earr()
         jxs = jarr()
-        jx = S[33]
+        jx = xarr()  # the displacement by events of the lane being crossed or finished
         lo = c * chunk
         hi = min(n, (c + 1) * chunk)
         total = 0
@@ -288,7 +292,7 @@ def _make_lane_chunk(lanes, finish, alloc_scratch, alloc_context, dim, nb, nev):
                         for j in range(nb):
                             chi[j] = complex(Z[2 * dim + 2 * j, l], Z[2 * dim + 2 * j + 1, l])
                         cd, bd, ck, e, ns = cross(ts, dt, x, k, chi, band[l], clock[l], ev[l], P, S, key0, key1,
-                                                  PID[b0 + l], evcs[l])
+                                                  PID[b0 + l], evcs[l], jx)
                         for a in range(dim):
                             Z[a, l] = x[a]
                             Z[dim + a, l] = k[a]
@@ -316,8 +320,8 @@ def _make_lane_chunk(lanes, finish, alloc_scratch, alloc_context, dim, nb, nev):
                     chi[j] = complex(Z[2 * dim + 2 * j, l], Z[2 * dim + 2 * j + 1, l])
                 total += nst[l]
                 b = PID[i] % nbatch
-                cd, tallied = finish(t0 + nsteps * dt, nsteps * dt, code[l], x, k, chi, band[l], W[i], evcs[l], P,
-                                     S, C, rows[b])
+                cd, tallied = finish(t0 + nsteps * dt, nsteps * dt, code[l], x, k, chi, band[l], W[i], evcs[l], jx,
+                                     P, S, C, rows[b])
                 if tallied:
                     crow[b] += 1
                 for a in range(dim):
@@ -348,6 +352,7 @@ def _make_packet_chunk(advance_packet, start, finish, alloc_scratch, alloc_conte
         k = np.empty(dim)
         chi = np.empty(nb, dtype=np.complex128)
         evc = np.zeros(max(nev, 1), dtype=np.int64)
+        jx = np.empty(dim)  # displacement of x by events in this interval
         nst = 0
         for i in range(c * chunk, min(n, (c + 1) * chunk)):
             if STATUS[i] != st.OK:
@@ -357,12 +362,12 @@ def _make_packet_chunk(advance_packet, start, finish, alloc_scratch, alloc_conte
                 k[a] = K[i, a]
             for j in range(nb):
                 chi[j] = CHI[i, j]
-            start(evc, S)
+            start(evc, jx)
             code, band, clock, ev, ns = advance_packet(t0, dt, nsteps, tol, x, k, chi, BAND[i], CLOCK[i], EV[i],
-                                                       P, S, key0, key1, PID[i], evc)
+                                                       P, S, key0, key1, PID[i], evc, jx)
             nst += ns
             b = PID[i] % nbatch
-            code, tallied = finish(t0 + nsteps * dt, nsteps * dt, code, x, k, chi, band, W[i], evc, P, S, C,
+            code, tallied = finish(t0 + nsteps * dt, nsteps * dt, code, x, k, chi, band, W[i], evc, jx, P, S, C,
                                    rows[b])
             if tallied:
                 crow[b] += 1

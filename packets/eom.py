@@ -2,9 +2,10 @@
 
 Everything returned by the factories here is a plain ``@numba.njit`` function
 without a signature that follows the kernel rules of DESIGN.md §3: scratch
-comes in through the tuple ``S`` built by :func:`make_scratch` (CPU) or by the
-GPU driver (``cuda.local.array``), parameters through the tuple
-``P = (p_model, p_efield, p_potential, B)`` of float64 arrays.  The factories
+comes in through the tuple ``S`` built by :func:`make_scratch_allocator` (CPU) or
+by the GPU driver (``cuda.local.array``), parameters through the tuple ``P`` of
+float64 arrays; both are reached by the names of :mod:`packets.scratch`
+(``S[sc.K]``, ``P[sc.P_MODEL]``).  The factories
 close over the model's and the field's own ``@njit`` functions, so a user's
 Hamiltonian or E(t) is inlined into the compiled step, and physics that is not
 used (texture, B, U) is compiled out.
@@ -65,7 +66,7 @@ import numpy as np
 
 from . import bandgeom, linalg
 from . import status as st
-from .scratch import make_allocator, scratch_layout
+from . import scratch as sc
 
 #: carrier charge (units of e); REFERENCES §0
 Q = -1.0
@@ -114,13 +115,11 @@ def inlined(fn):
 
 
 def make_scratch_allocator(dim, nb):
-    """CPU allocator of one packet's scratch tuple S (layout in :mod:`packets.scratch`).
+    """CPU allocator of one packet's scratch tuple S, every group (layout in :mod:`packets.scratch`).
 
-    ``S = (xs, ks, K, H1, comb, chia, chib, w, v, work, tmp, dk, dx, ev, g, M, om, rhs,
-    x1, k1, c1, x2, k2, c2, H2, H3, H4)``; the GPU driver builds the same tuple from
-    ``cuda.local.array``.
+    The GPU driver builds the same tuple from ``cuda.local.array``.
     """
-    return make_allocator(scratch_layout(dim, nb), "cpu")
+    return sc.make_allocator(sc.scratch_layout(dim, nb), "cpu")
 
 
 @kernel
@@ -172,7 +171,7 @@ def make_coherent_rates(model, field):
     Writes dx/dt = <chi|dH/dk|chi> into ``K[j, 0]`` and
     dk/dt = qE(t) - <chi|dH/dx|chi> - grad U + q (dx/dt) x B into ``K[j, 1]``
     (indexing, not views: creating array views in the hot loop costs
-    reference counting on the CPU).  Uses S's dk, dx, work, ev, g as scratch.
+    reference counting on the CPU).  Scratch: DHDK, DHDX, EFIELD, GRAD_U, WORK.
     """
     dim = model.dim
     dhdk = inlined(model.dhdk)
@@ -185,16 +184,16 @@ def make_coherent_rates(model, field):
 
     @kernel(inline="always")
     def rates(t, x, k, chi, P, S, K, j):
-        pm = P[0]
-        dk = S[11]
-        dx = S[12]
-        ev = S[13]
-        g = S[14]
-        work = S[9]
+        pm = P[sc.P_MODEL]
+        dk = S[sc.DHDK]
+        dx = S[sc.DHDX]
+        ev = S[sc.EFIELD]
+        g = S[sc.GRAD_U]
+        work = S[sc.WORK]
         dhdk(x, k, pm, dk, work)
         for a in range(dim):
             K[j, 0, a] = linalg.expectation_at(dk, a, chi)
-        efield(t, P[1], ev)
+        efield(t, P[sc.P_EFIELD], ev)
         for a in range(dim):
             K[j, 1, a] = Q * ev[a]
         if textured:
@@ -202,11 +201,11 @@ def make_coherent_rates(model, field):
             for a in range(dim):
                 K[j, 1, a] -= linalg.expectation_at(dx, a, chi)
         if has_u:
-            potential(x, P[2], g)
+            potential(x, P[sc.P_POTENTIAL], g)
             for a in range(dim):
                 K[j, 1, a] -= g[a]
         if has_b:
-            lorentz(K, j, P[3], dim)
+            lorentz(K, j, P[sc.P_B], dim)
 
     return rates
 
@@ -214,8 +213,8 @@ def make_coherent_rates(model, field):
 def make_band_matrices(model):
     """Build ``eigen_and_matrices(x, k, P, S)``: eigensystem and band-basis derivative matrices.
 
-    Diagonalises H(x, k) into S[7] (energies) and S[8] (eigenvector columns)
-    and fills S[15][lambda] = V^dagger dH/dlambda V for lambda = (x_1..x_d,
+    Diagonalises H(x, k) into S[W] (energies) and S[V] (eigenvector columns)
+    and fills S[M][lambda] = V^dagger dH/dlambda V for lambda = (x_1..x_d,
     k_1..k_d) (x components only for textured models).
     """
     dim = model.dim
@@ -227,14 +226,14 @@ def make_band_matrices(model):
 
     @kernel
     def eigen_and_matrices(x, k, P, S):
-        pm = P[0]
-        hm = S[4]
-        w = S[7]
-        v = S[8]
-        work = S[9]
-        dk = S[11]
-        dx = S[12]
-        M = S[15]
+        pm = P[sc.P_MODEL]
+        hm = S[sc.HM]
+        w = S[sc.W]
+        v = S[sc.V]
+        work = S[sc.WORK]
+        dk = S[sc.DHDK]
+        dx = S[sc.DHDX]
+        M = S[sc.M]
         h(x, k, pm, hm)
         eigh(hm, w, v, work)
         dhdk(x, k, pm, dk, work)
@@ -253,8 +252,8 @@ def make_band_state(model, field, orbital_moment=True):
 
     Diagonalises H(x, k), forms the band-basis derivative matrices
     M^lambda = V^dagger dH/dlambda V for lambda = (x_1..x_d, k_1..k_d) in
-    ``S[15]`` (eigensystem in ``S[7]``, ``S[8]``), the symplectic form
-    omega in ``S[16]`` and grad_xi of the band energy (with -m.B if B and
+    ``S[M]`` (eigensystem in ``S[W]``, ``S[V]``), the symplectic form
+    omega in ``S[OMEGA]`` and grad_xi of the band energy (with -m.B if B and
     ``orbital_moment``) in ``grad`` (length 2 dim).  The external potential
     and the electric field are *not* in ``grad``; see the adiabatic rates.
     """
@@ -279,10 +278,10 @@ def make_band_state(model, field, orbital_moment=True):
 
     @kernel
     def band_state(t, x, k, n, P, S, grad):
-        w = S[7]
-        M = S[15]
-        om = S[16]
-        B = P[3]
+        w = S[sc.W]
+        M = S[sc.M]
+        om = S[sc.OMEGA]
+        B = P[sc.P_B]
         eigen_and_matrices(x, k, P, S)
         energy = w[n]
         for a in range(nxi):
@@ -316,7 +315,7 @@ def make_band_state(model, field, orbital_moment=True):
     def moment_gradient(x, k, n, P, S, grad, hstep):
         # d(m.B)/dxi by fourth-order central differences (the sum-over-states
         # moment has no cheap analytic derivative); error O(hstep^4)
-        B = P[3]
+        B = P[sc.P_B]
         for a in range(nxi):
             if a < dim and not textured:
                 continue
@@ -334,17 +333,17 @@ def make_band_state(model, field, orbital_moment=True):
                     k[a - dim] = keep + off * hstep
                     eigen_and_matrices(x, k, P, S)
                     k[a - dim] = keep
-                acc += cf * moment_dot_b(S[7], S[15], n, B)
+                acc += cf * moment_dot_b(S[sc.W], S[sc.M], n, B)
             grad[a] -= acc / (12.0 * hstep)
 
     return band_state, moment_gradient, use_m
 
 
 def make_adiabatic_rates(model, field, orbital_moment=True, moment_step=1e-4):
-    """Build ``rates(t, x, k, n, P, S, K, j) -> (ok, energy)`` for one-band packets.
+    """Build ``rates(t, x, k, n, P, S, K, j, vband) -> (ok, energy)`` for one-band packets.
 
-    Writes dx/dt into ``K[j, 0]`` and dk/dt into ``K[j, 1]``; leaves the
-    band velocity d(eps - m.B)/dk in ``S[14]``.
+    Writes dx/dt into ``K[j, 0]``, dk/dt into ``K[j, 1]`` and the band
+    velocity d(eps - m.B)/dk into ``vband`` (length dim).
 
     Solves omega xi_dot = grad_xi(eps_n - m.B + U - qE.x) exactly (module
     docstring; seed 001 Eq. 43, seed 003 Eqs. 35-40).  Returns False when
@@ -358,26 +357,26 @@ def make_adiabatic_rates(model, field, orbital_moment=True, moment_step=1e-4):
     band_state, moment_gradient, use_m = make_band_state(model, field, orbital_moment)
 
     @kernel
-    def rates(t, x, k, n, P, S, K, j):
-        rhs = S[17]
-        om = S[16]
-        ev = S[13]
-        g = S[14]
+    def rates(t, x, k, n, P, S, K, j, vband):
+        rhs = S[sc.GRAD]
+        om = S[sc.OMEGA]
+        ev = S[sc.EFIELD]
+        gu = S[sc.GRAD_U]
         energy = band_state(t, x, k, n, P, S, rhs)
         if use_m:
-            # clobbers the eigensystem in S but not omega (S[16])
+            # clobbers the eigensystem in S but not omega
             moment_gradient(x, k, n, P, S, rhs, moment_step)
-        # band-velocity part d(eps - m.B)/dk, kept for the current split
+        # band-velocity part d(eps - m.B)/dk, for the current split
         for a in range(dim):
-            g[a] = rhs[dim + a]
-        efield(t, P[1], ev)
+            vband[a] = rhs[dim + a]
+        efield(t, P[sc.P_EFIELD], ev)
         for a in range(dim):
             rhs[a] -= Q * ev[a]
         if has_u:
-            u = potential(x, P[2], ev)
+            u = potential(x, P[sc.P_POTENTIAL], gu)
             energy += u
             for a in range(dim):
-                rhs[a] += ev[a]
+                rhs[a] += gu[a]
         ok = solve_linear(om, rhs, nxi)
         # omega xi_dot = grad H, xi = (x, k)
         for a in range(dim):
@@ -409,9 +408,10 @@ def make_cf4_step(stage, nb, dim):
 
     Every update of chi is a product of unitary exponentials.  A non-OK status
     of the first stage aborts the step; later stages abort only on
-    ``SINGULAR`` (their states are intermediate).  Scratch: the generators in
-    S[3], S[24], S[25], S[26]; comb S[4] and the eigen scratch S[27], S[28],
-    S[9], S[10] are only used between a combination and its exponential.
+    ``SINGULAR`` (their states are intermediate).  Scratch: the stage
+    position and rates XS, KS, K, the generators G1..G4, their combination
+    GCOMB, the stage states CHI_Y2, CHI_Y3 and, for the exponentials,
+    EXP_W, EXP_V, WORK and TMP.
     """
     expm = linalg.expm_for(nb)
 
@@ -423,20 +423,20 @@ def make_cf4_step(stage, nb, dim):
 
     @kernel
     def step(t, dt, x, k, chi, n, P, S):
-        xs = S[0]
-        ks = S[1]
-        K = S[2]
-        G1 = S[3]
-        comb = S[4]
-        ca = S[5]
-        cb = S[6]
-        work = S[9]
-        tmp = S[10]
-        G2 = S[24]
-        G3 = S[25]
-        G4 = S[26]
-        w = S[27]
-        vv = S[28]
+        xs = S[sc.XS]
+        ks = S[sc.KS]
+        K = S[sc.K]
+        G1 = S[sc.G1]
+        G2 = S[sc.G2]
+        G3 = S[sc.G3]
+        G4 = S[sc.G4]
+        comb = S[sc.GCOMB]
+        ca = S[sc.CHI_Y3]
+        cb = S[sc.CHI_Y2]
+        w = S[sc.EXP_W]
+        vv = S[sc.EXP_V]
+        work = S[sc.WORK]
+        tmp = S[sc.TMP]
         h2 = 0.5 * dt
         code = stage(t, x, k, chi, P, S, K, 0, G1)
         if code != st.OK:
@@ -492,7 +492,7 @@ def make_coherent_step(model, field):
 
     @kernel(inline="always")
     def stage(t, x, k, chi, P, S, K, j, G):
-        h(x, k, P[0], G)
+        h(x, k, P[sc.P_MODEL], G)
         rates(t, x, k, chi, P, S, K, j)
         return st.OK
 
@@ -522,16 +522,16 @@ def make_coherent_step2(model, field):
 
     @kernel(inline="always")
     def rates2(t, x, k, c0, c1, P, S, K, j):
-        pm = P[0]
-        dk = S[11]
-        dx = S[12]
-        ev = S[13]
-        g = S[14]
-        work = S[9]
+        pm = P[sc.P_MODEL]
+        dk = S[sc.DHDK]
+        dx = S[sc.DHDX]
+        ev = S[sc.EFIELD]
+        g = S[sc.GRAD_U]
+        work = S[sc.WORK]
         dhdk(x, k, pm, dk, work)
         for a in range(dim):
             K[j, 0, a] = linalg.expectation2_at(dk, a, c0, c1)
-        efield(t, P[1], ev)
+        efield(t, P[sc.P_EFIELD], ev)
         for a in range(dim):
             K[j, 1, a] = Q * ev[a]
         if textured:
@@ -539,19 +539,19 @@ def make_coherent_step2(model, field):
             for a in range(dim):
                 K[j, 1, a] -= linalg.expectation2_at(dx, a, c0, c1)
         if has_u:
-            potential(x, P[2], g)
+            potential(x, P[sc.P_POTENTIAL], g)
             for a in range(dim):
                 K[j, 1, a] -= g[a]
         if has_b:
-            lorentz(K, j, P[3], dim)
+            lorentz(K, j, P[sc.P_B], dim)
 
     @kernel(inline="always")
     def step(t, dt, x, k, chi, n, P, S):
-        xs = S[0]
-        ks = S[1]
-        K = S[2]
-        hm = S[3]
-        pm = P[0]
+        xs = S[sc.XS]
+        ks = S[sc.KS]
+        K = S[sc.K]
+        hm = S[sc.G1]
+        pm = P[sc.P_MODEL]
         h2 = 0.5 * dt
         c0 = chi[0]
         c1 = chi[1]
@@ -612,23 +612,24 @@ def make_adiabatic_step(model, field, orbital_moment=True):
 
     @kernel
     def step(t, dt, x, k, chi, n, P, S):
-        xs = S[0]
-        ks = S[1]
-        K = S[2]
+        xs = S[sc.XS]
+        ks = S[sc.KS]
+        K = S[sc.K]
+        vband = S[sc.VBAND]
         h2 = 0.5 * dt
-        ok1, e1 = rates(t, x, k, n, P, S, K, 0)
+        ok1, e1 = rates(t, x, k, n, P, S, K, 0, vband)
         for a in range(dim):
             xs[a] = x[a] + h2 * K[0, 0, a]
             ks[a] = k[a] + h2 * K[0, 1, a]
-        ok2, e2 = rates(t + h2, xs, ks, n, P, S, K, 1)
+        ok2, e2 = rates(t + h2, xs, ks, n, P, S, K, 1, vband)
         for a in range(dim):
             xs[a] = x[a] + h2 * K[1, 0, a]
             ks[a] = k[a] + h2 * K[1, 1, a]
-        ok3, e3 = rates(t + h2, xs, ks, n, P, S, K, 2)
+        ok3, e3 = rates(t + h2, xs, ks, n, P, S, K, 2, vband)
         for a in range(dim):
             xs[a] = x[a] + dt * K[2, 0, a]
             ks[a] = k[a] + dt * K[2, 1, a]
-        ok4, e4 = rates(t + dt, xs, ks, n, P, S, K, 3)
+        ok4, e4 = rates(t + dt, xs, ks, n, P, S, K, 3, vband)
         if not (ok1 and ok2 and ok3 and ok4):
             return st.SINGULAR
         d6 = dt / 6.0
@@ -659,12 +660,12 @@ def make_adaptive_advance(model, step):
 
     @kernel
     def advance(t0, t1, dt0, tol, x, k, chi, n, P, S):
-        x1 = S[18]
-        k1 = S[19]
-        c1 = S[20]
-        x2 = S[21]
-        k2 = S[22]
-        c2 = S[23]
+        x1 = S[sc.X_FULL]
+        k1 = S[sc.K_FULL]
+        c1 = S[sc.CHI_FULL]
+        x2 = S[sc.X_HALF]
+        k2 = S[sc.K_HALF]
+        c2 = S[sc.CHI_HALF]
         t = t0
         hh = dt0
         nsteps = 0

@@ -37,6 +37,7 @@ adiabatic dynamics (F = Omega); that identity is a test.
 import numpy as np
 
 from . import bandgeom, linalg
+from . import scratch as sc
 from . import status as st
 from .eom import Q, inlined, magnetic_form, make_band_matrices, make_cf4_step, solve_linear
 from .jit import kernel
@@ -46,9 +47,9 @@ def make_manifold_rates(model, field, lo, hi):
     """Build ``rates(t, x, k, chi, P, S, K, j, G) -> status`` for manifold dynamics.
 
     Writes dx/dt, dk/dt into K[j] and the orbital-basis generator into G
-    (complex128[nb, nb]).  Uses the adiabatic scratch (S[7] energies, S[8]
-    eigenvectors, S[15] band matrices, S[16] omega, S[17] rhs) plus S[32]
-    for the band amplitudes and S[28] for the band-basis generator.
+    (complex128[nb, nb]).  Scratch: the ``bands`` group (eigensystem W, V,
+    band matrices M, OMEGA, GRAD, EFIELD, GRAD_U) and the ``manifold`` group
+    (band amplitudes MF_AMP, band-basis generator MF_GEN, MF_ORB).
     """
     dim = model.dim
     nb = model.nbands
@@ -81,14 +82,16 @@ def make_manifold_rates(model, field, lo, hi):
     @kernel
     def rates(t, x, k, chi, P, S, K, j, G):
         eigen_and_matrices(x, k, P, S)
-        w = S[7]
-        v = S[8]
-        M = S[15]
-        om = S[16]
-        rhs = S[17]
-        c = S[32]
-        gb = S[28]
-        ev = S[13]
+        w = S[sc.W]
+        v = S[sc.V]
+        M = S[sc.M]
+        om = S[sc.OMEGA]
+        rhs = S[sc.GRAD]
+        ev = S[sc.EFIELD]
+        gu = S[sc.GRAD_U]
+        c = S[sc.MF_AMP]
+        gb = S[sc.MF_GEN]
+        vg = S[sc.MF_ORB]
         linalg.band_amplitudes(v, chi, c)
         leak = 0.0
         for n in range(nb):
@@ -109,17 +112,17 @@ def make_manifold_rates(model, field, lo, hi):
                 om[a, b] = f
                 om[b, a] = -f
         if has_b:
-            magnetic_form(om, P[3], dim)
+            magnetic_form(om, P[sc.P_B], dim)
         for a in range(dim):
             rhs[dim + a] = expect_m(M[dim + a], c)
             rhs[a] = expect_m(M[a], c) if textured else 0.0
-        efield(t, P[1], ev)
+        efield(t, P[sc.P_EFIELD], ev)
         for a in range(dim):
             rhs[a] -= Q * ev[a]
         if has_u:
-            potential(x, P[2], ev)
+            potential(x, P[sc.P_POTENTIAL], gu)
             for a in range(dim):
-                rhs[a] += ev[a]
+                rhs[a] += gu[a]
         if not solve_linear(om, rhs, nxi):
             return st.SINGULAR
         for a in range(dim):
@@ -150,12 +153,12 @@ def make_manifold_rates(model, field, lo, hi):
                 acc = 0j
                 for n in range(nb):
                     acc += v[i, n] * gb[n, m]
-                S[4][i, m] = acc
+                vg[i, m] = acc
         for i in range(nb):
             for l in range(nb):
                 acc = 0j
                 for m in range(nb):
-                    acc += S[4][i, m] * v[l, m].conjugate()
+                    acc += vg[i, m] * v[l, m].conjugate()
                 G[i, l] = acc
         if leak > 1e-6:
             return st.LEAKAGE

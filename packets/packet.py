@@ -44,6 +44,7 @@ from .jit import kernel
 import numpy as np
 
 from . import rng
+from . import scratch as sc
 from . import status as st
 from .jit import kernel
 
@@ -81,7 +82,7 @@ def compose_channels(applies, offsets, lengths):
             @kernel
             def event_more(c, t, x, k, chi, band, P, S, key0, key1, pid, ev):
                 if c == i:
-                    return ap(t, x, k, chi, band, P, S, P[4][off:off + ln], key0, key1, pid, ev)
+                    return ap(t, x, k, chi, band, P, S, P[sc.P_CHANNELS][off:off + ln], key0, key1, pid, ev)
                 return prev(c, t, x, k, chi, band, P, S, key0, key1, pid, ev)
             return event_more
         event = chain(event)
@@ -91,14 +92,15 @@ def compose_channels(applies, offsets, lengths):
 def make_packet_advance(step, adaptive, event, nchan):
     """Build ``advance_packet`` for a stepper, optional adaptive driver and channels.
 
-    ``advance_packet(t0, dt, nsteps, tol, x, k, chi, band, clock, ev, P, S, key0, key1, pid, evc)
+    ``advance_packet(t0, dt, nsteps, tol, x, k, chi, band, clock, ev, P, S, key0, key1, pid, evc, jx)
     -> (status, band, clock, ev, steps)`` integrates from t0 to t0 + nsteps dt.
-    ``P = (p_model, p_efield, p_potential, B, p_channels, majorants)``; ``evc``
+    ``P`` is the parameter tuple of :mod:`packets.scratch` (``P[P_CHANNELS]``
+    the channels' parameters, ``P[P_MAJORANTS]`` their majorants); ``evc``
     (int64[2 nchan + 1]) receives accepted events per channel, band-changing
     events per channel and the number of tentative events.  The displacement
-    of x by events (side jumps) is *added* to the scratch entry ``S[33]``
-    (``jx``), which the driver zeroes per packet and interval: the
-    side-jump current is not in dx/dt, only in these jumps.
+    of x by events (side jumps) is *added* to ``jx`` (float64[dim]), which
+    the driver zeroes per packet and interval (``start``): the side-jump
+    current is not in dx/dt, only in these jumps.
 
     Fixed steps: step s covers [t_s, t_s + dt] with t_s = t0 + s dt.  When
     the packet's clock is >= dt no tentative event falls into it and it is
@@ -114,7 +116,7 @@ def make_packet_advance(step, adaptive, event, nchan):
 def make_packet_kernels(step, adaptive, event, nchan):
     """``(advance_packet, cross)``: see :func:`make_packet_advance`.
 
-    ``cross(ts, dt, x, k, chi, band, clock, ev, P, S, key0, key1, pid, evc)
+    ``cross(ts, dt, x, k, chi, band, clock, ev, P, S, key0, key1, pid, evc, jx)
     -> (status, band, clock, ev, steps)`` advances one packet over one fixed
     step [ts, ts + dt] that contains at least one tentative event
     (clock < dt): integrate to the event, let the chosen channel act,
@@ -141,9 +143,9 @@ def make_packet_kernels(step, adaptive, event, nchan):
         return step(ta, tb - ta, x, k, chi, band, P, S), 1
 
     @kernel(inline="always")
-    def tentative(tcur, x, k, chi, band, P, S, key0, key1, pid, ev, evc, gtot):
+    def tentative(tcur, x, k, chi, band, P, S, key0, key1, pid, ev, evc, jx, gtot):
         # tentative event at tcur: pick the channel, let it act, draw the next clock
-        gm = P[5]
+        gm = P[sc.P_MAJORANTS]
         u1, u2 = rng.uniforms2_53(key0, key1, pid, rng.stream_counter(0, ev))
         target = u1 * gtot
         c = 0
@@ -151,7 +153,6 @@ def make_packet_kernels(step, adaptive, event, nchan):
         while target >= acc and c < gm.shape[0] - 1:
             c += 1
             acc += gm[c]
-        jx = S[33]
         for a in range(x.shape[0]):
             jx[a] -= x[a]
         code, accepted, nb_new = event(c, tcur, x, k, chi, band, P, S, key0, key1, pid, ev)
@@ -166,14 +167,14 @@ def make_packet_kernels(step, adaptive, event, nchan):
 
     @kernel(inline="always")
     def total_rate(P):
-        gm = P[5]
+        gm = P[sc.P_MAJORANTS]
         gtot = 0.0
         for c in range(gm.shape[0]):
             gtot += gm[c]
         return gtot
 
     @kernel
-    def cross(ts, dt, x, k, chi, band, clock, ev, P, S, key0, key1, pid, evc):
+    def cross(ts, dt, x, k, chi, band, clock, ev, P, S, key0, key1, pid, evc, jx):
         gtot = total_rate(P)
         nst = 0
         code = st.OK
@@ -193,13 +194,13 @@ def make_packet_kernels(step, adaptive, event, nchan):
             tcur = tb
             if code != st.OK:
                 break
-            code, band, ev, clock = tentative(tcur, x, k, chi, band, P, S, key0, key1, pid, ev, evc, gtot)
+            code, band, ev, clock = tentative(tcur, x, k, chi, band, P, S, key0, key1, pid, ev, evc, jx, gtot)
             if code != st.OK:
                 break
         return code, band, clock, ev, nst
 
     @kernel
-    def advance_packet(t0, dt, nsteps, tol, x, k, chi, band, clock, ev, P, S, key0, key1, pid, evc):
+    def advance_packet(t0, dt, nsteps, tol, x, k, chi, band, clock, ev, P, S, key0, key1, pid, evc, jx):
         nst = 0
         code = st.OK
         if not has_events:
@@ -221,7 +222,7 @@ def make_packet_kernels(step, adaptive, event, nchan):
                     clock -= dt
                 else:
                     code, band, clock, ev, ns = cross(ts, dt, x, k, chi, band, clock, ev, P, S, key0, key1, pid,
-                                                      evc)
+                                                      evc, jx)
                     nst += ns
                 if code != st.OK:
                     break
@@ -242,7 +243,7 @@ def make_packet_kernels(step, adaptive, event, nchan):
             tcur = tb
             if code != st.OK:
                 break
-            code, band, ev, clock = tentative(tcur, x, k, chi, band, P, S, key0, key1, pid, ev, evc, gtot)
+            code, band, ev, clock = tentative(tcur, x, k, chi, band, P, S, key0, key1, pid, ev, evc, jx, gtot)
         return code, band, clock, ev, nst
 
     return advance_packet, cross
@@ -255,28 +256,27 @@ NORM_TOL = 1e-8
 def make_packet_finish(context, tally, dim, nb, ncomp, nev, check_norm=True):
     """Build ``start``/``finish`` kernels shared by the CPU and CUDA drivers.
 
-    ``start(evc, S)`` zeroes the event counters and the event-displacement
+    ``start(evc, jx)`` zeroes the event counters and the event-displacement
     accumulator of one packet before :func:`make_packet_advance`'s
     ``advance_packet``.  ``finish(t_end, interval, code, x, k, chi, band,
-    weight, evc, P, S, C, row) -> (code, tallied)`` then: checks the state
+    weight, evc, jx, P, S, C, row) -> (code, tallied)`` then: checks the state
     (finite x, k, chi; |chi|^2 = 1 within :data:`NORM_TOL`), adds the event
     counts to the last ``nev`` components of ``row``, and for a good packet
     evaluates the measurement context at ``t_end``, sets the side-jump
-    velocity C[6] = (displacement by events)/interval and adds the
+    velocity C[C_XJUMP] = jx / interval and adds the
     observables into ``row``.  ``row`` is the packet's batch row (accumulated
     on the CPU, a per-thread row on the GPU).
     """
 
     @kernel
-    def start(evc, S):
+    def start(evc, jx):
         for j in range(evc.shape[0]):
             evc[j] = 0
-        jx = S[33]
         for a in range(dim):
             jx[a] = 0.0
 
     @kernel(inline="always")
-    def finish(t_end, interval, code, x, k, chi, band, weight, evc, P, S, C, row):
+    def finish(t_end, interval, code, x, k, chi, band, weight, evc, jx, P, S, C, row):
         if code == st.OK:
             good = True
             for a in range(dim):
@@ -297,8 +297,7 @@ def make_packet_finish(context, tally, dim, nb, ncomp, nev, check_norm=True):
             return code, False
         if not context(t_end, x, k, chi, band, P, S, C):
             return st.SINGULAR, False
-        xj = C[6]
-        jx = S[33]
+        xj = C[sc.C_XJUMP]
         for a in range(dim):
             xj[a] = jx[a] / interval if interval > 0.0 else 0.0
         tally(weight, band, x, k, C, row)

@@ -16,11 +16,10 @@ import numba
 import numpy as np
 
 from . import status as st
-from .context import make_context, make_context_allocator
-from . import compile_cache, rng
+from .context import make_context
+from . import compile_cache, rng, scratch
 from .driver_cpu import build_advance, compose_tally, tree_reduce
-from .eom import (make_adaptive_advance, make_adiabatic_step, make_coherent_step, make_coherent_step2,
-                  make_scratch_allocator)
+from .eom import make_adaptive_advance, make_adiabatic_step, make_coherent_step, make_coherent_step2
 from .field import Field
 from .packet import compose_channels, first_clock, make_packet_finish, make_packet_kernels
 from .result import Result
@@ -369,18 +368,19 @@ class Simulation:
         tally = compose_tally(kernels, offsets)
         start, finish = make_packet_finish(context, tally, model.dim, model.nbands, self.ncomp, self.nev)
         self._parts = (advance_packet, start, finish)
+        groups = scratch.scratch_groups(adaptive=adaptive is not None, manifold=self.manifold is not None,
+                                        events=nchan > 0)
+        s_layout = scratch.scratch_layout(model.dim, model.nbands, groups)
+        c_layout = scratch.context_layout(model.dim, model.nbands)
         if self.backend == "cuda":
             import gpu
 
             # under numba's CUDA simulator these per-packet kernels are entry points called from Python
             for fn in (advance_packet, start, finish):
                 compile_cache.enable(fn)
-            from .scratch import context_layout, make_allocator, scratch_layout
-
-            adv = gpu.build_cuda_advance(advance_packet, start, finish,
-                                         make_allocator(scratch_layout(model.dim, model.nbands), "cuda"),
-                                         make_allocator(context_layout(model.dim, model.nbands), "cuda"),
-                                         model.dim, model.nbands, self.ncomp, self.nev)
+            adv = gpu.build_cuda_advance(advance_packet, start, finish, scratch.make_allocator(s_layout, "cuda"),
+                                         scratch.make_allocator(c_layout, "cuda"), model.dim, model.nbands,
+                                         self.ncomp, self.nev)
         else:
             # the lane driver (packets.driver_cpu) vectorises fixed steps across packets; it pays for the
             # closed-form two-band coherent step, whose loop LLVM vectorises.  Not with SVML: vectorised
@@ -389,15 +389,17 @@ class Simulation:
             if (adaptive is None and self.dynamics == "coherent" and self.manifold is None and model.nbands == 2
                     and not numba.config.USING_SVML):
                 lanes = (step, cross, nchan > 0)
-            adv = build_advance(advance_packet, start, finish, make_scratch_allocator(model.dim, model.nbands),
-                                make_context_allocator(model.dim, model.nbands), model.dim, model.nbands,
+            adv = build_advance(advance_packet, start, finish, s_layout, c_layout, model.dim, model.nbands,
                                 self.ncomp, self.nev, lanes=lanes)
         _KERNEL_CACHE[key] = adv
         self._advance = adv
 
     def _params(self):
-        return (self.model.params, self.field.efield_params, self.field.potential_params, self.field.B, self.pc,
-                self.gmax)
+        """The parameter tuple P of the kernels, in the order of :data:`packets.scratch.PARAMETER_SLOTS`."""
+        values = {"P_MODEL": self.model.params, "P_EFIELD": self.field.efield_params,
+                  "P_POTENTIAL": self.field.potential_params, "P_B": self.field.B, "P_CHANNELS": self.pc,
+                  "P_MAJORANTS": self.gmax}
+        return tuple(values[name] for name, _meaning in scratch.PARAMETER_SLOTS)
 
     def _first_shard(self):
         """Global index of the first shard: pid[0] // shard for pid-aligned contiguous runs, else 0."""

@@ -93,6 +93,7 @@ import numba
 import numpy as np
 
 from packets import bandgeom, linalg, rng
+from packets import scratch as sc
 from packets import status as st
 from packets.eom import inlined
 from packets.jit import kernel
@@ -120,12 +121,12 @@ def _states_sample(sim, nmax=256, seed=0):
 def _make_hbar_eig(model, field):
     """Kernel ``hbar_eig(t, x, k, P, S, hw, hv) -> None``: hybridised bands at (x, k).
 
-    Diagonalises H(x, k) (eigensystem in S[27] ew, S[28] evec), builds the
+    Diagonalises H(x, k) (eigensystem in S[EV_W], S[EV_V]), builds the
     moving-frame Hamiltonian Hbar = diag(eps) + V, V_nm = -(qE).A_nm in the
     band basis (seed 001 Eqs. 27, 28, 55) and diagonalises it: ``hw`` gets the
     hybridised energies, ``hv`` the hybridised states *in the orbital basis*
-    (columns).  Uses S[4] (comb), S[9] (work), S[3] (H1), S[24] (H2),
-    S[31] (edh), S[13] (ev), S[11] (dk).
+    (columns).  Scratch: HM, DHDK, EFIELD, WORK, EV_W, EV_V, EV_HB, EV_MAT,
+    EV_DH; ``hw``, ``hv`` may be S[W], S[V].
     """
     nb = model.nbands
     dim = model.dim
@@ -137,20 +138,21 @@ def _make_hbar_eig(model, field):
 
     @kernel
     def hbar_eig(t, x, k, P, S, hw, hv):
-        hm = S[3]
-        w = S[27]
-        v = S[28]
-        work = S[9]
-        hb = S[24]
-        vb = S[4]
-        edh = S[31]
-        ev = S[13]
-        h(x, k, P[0], hm)
+        hm = S[sc.HM]
+        dk = S[sc.DHDK]
+        ev = S[sc.EFIELD]
+        work = S[sc.WORK]
+        w = S[sc.EV_W]
+        v = S[sc.EV_V]
+        hb = S[sc.EV_HB]
+        vb = S[sc.EV_MAT]
+        edh = S[sc.EV_DH]
+        h(x, k, P[sc.P_MODEL], hm)
         eigh(hm, w, v, work)
-        dhdk(x, k, P[0], S[11], work)
+        dhdk(x, k, P[sc.P_MODEL], dk, work)
         for a in range(dim):
-            linalg.sandwich(v, S[11][a], edh[a])
-        efield(t, P[1], ev)
+            linalg.sandwich(v, dk[a], edh[a])
+        efield(t, P[sc.P_EFIELD], ev)
         for i in range(nb):
             for j in range(nb):
                 if i == j:
@@ -282,49 +284,52 @@ class ElasticScattering:
         g1 = ndis + born.GEO_SIZE
 
         @kernel
-        def jump_residual(t, x0, n, wi, vi, dki, E, r, e, m, P, S, geo_):
-            # Final state on the ray k' = k0 + r e for the transition (n, k) -> (m, k').
-            # Eigensystem of H(x0, k') -> S[7], S[8]; dH/dk' -> S[12]; side jump -> S[0];
-            # jumped position -> S[1].  Returns F(r) = eps_m(x0 + dr, k') + U(x0 + dr) - U(x0)
-            # - qE.dr - E (zero on the energy shell shifted by the jump) and the slope
-            # e . grad_k eps_m (Hellmann-Feynman) for the Newton iteration.
-            pm = P[0]
-            work = S[9]
-            kt = S[29]
-            shift = S[0]
-            xn = S[1]
+        def jump_residual(t, x0, n, wi, vi, dki, ef, E, r, e, m, P, S, geo_):
+            # Final state on the ray k' = k0 + r e for the transition (n, k) -> (m, k') in the field ef.
+            # k' -> S[EV_K]; eigensystem of H(x0, k') -> S[W], S[V]; dH/dk' -> S[EV_DHDK]; side
+            # jump -> S[EV_SHIFT]; jumped position -> S[EV_XJ].  Returns F(r) = eps_m(x0 + dr, k')
+            # + U(x0 + dr) - U(x0) - qE.dr - E (zero on the energy shell shifted by the jump) and
+            # the slope e . grad_k eps_m (Hellmann-Feynman) for the Newton iteration.
+            pm = P[sc.P_MODEL]
+            hm = S[sc.HM]
+            w = S[sc.W]
+            v = S[sc.V]
+            work = S[sc.WORK]
+            kt = S[sc.EV_K]
+            dkt = S[sc.EV_DHDK]
+            shift = S[sc.EV_SHIFT]
+            xn = S[sc.EV_XJ]
             for a in range(dim):
                 kt[a] = geo_[born.G_K0 + a] + r * e[a]
-            h(x0, kt, pm, S[3])
-            eigh(S[3], S[7], S[8], work)
-            dhdk(x0, kt, pm, S[12], work)
-            coordinate_shift(wi, vi, dki, n, S[7], S[8], S[12], m, degtol, shift)
-            ef = S[14]
+            h(x0, kt, pm, hm)
+            eigh(hm, w, v, work)
+            dhdk(x0, kt, pm, dkt, work)
+            coordinate_shift(wi, vi, dki, n, w, v, dkt, m, degtol, shift)
             du = 0.0
             for a in range(dim):
                 du += -Q * ef[a] * shift[a]
                 xn[a] = x0[a] + shift[a]
             if has_u:
-                du += potential(xn, P[2], S[13]) - potential(x0, P[2], S[13])
+                gu = S[sc.GRAD_U]
+                du += potential(xn, P[sc.P_POTENTIAL], gu) - potential(x0, P[sc.P_POTENTIAL], gu)
             if textured:
                 # band energy (and the outgoing state) at the jumped position
-                h(xn, kt, pm, S[3])
-                eigh(S[3], S[7], S[8], work)
-                dhdk(xn, kt, pm, S[12], work)
+                h(xn, kt, pm, hm)
+                eigh(hm, w, v, work)
+                dhdk(xn, kt, pm, dkt, work)
             g = 0.0
             for a in range(dim):
-                g += e[a] * linalg.expectation_at(S[12], a, S[8][:, m])
-            return S[7][m] + du - E, g
+                g += e[a] * linalg.expectation_at(dkt, a, v[:, m])
+            return w[m] + du - E, g
 
         @kernel
-        def final_density(k, m, psi, r, pdis_, geo_, S):
+        def final_density(k, kt, vt, m, psi, r, pdis_, geo_, q):
             # R^(k - k') |<u_m(k')|psi>|^2 r^(d-1): the Born integrand along the ray
-            # without its energy Jacobian (eigensystem at k' in S[8], k' in S[29])
-            q = S[13]
+            # without its energy Jacobian (k' = kt, eigenvectors at k' in vt; q: workspace)
             for a in range(dim):
-                q[a] = k[a] - S[29][a]
+                q[a] = k[a] - kt[a]
             born.fold_transfer(geo_, q)
-            ov = born.overlap_column(S[8], m, psi)
+            ov = born.overlap_column(vt, m, psi)
             d = spectrum(q, pdis_) * (ov.real * ov.real + ov.imag * ov.imag)
             for _a in range(dim - 1):
                 d *= r
@@ -332,7 +337,7 @@ class ElasticScattering:
 
         @kernel
         def apply(t, x, k, chi, band, P, S, pc, key0, key1, pid, ev):
-            pm = P[0]
+            pm = P[sc.P_MODEL]
             pdis_ = pc[0:g0]
             geo_ = pc[g0:g1]
             n_scan = int(pc[g1])
@@ -341,14 +346,17 @@ class ElasticScattering:
             u1, u2 = rng.uniforms2_53(key0, key1, pid, event_counter(ev, 0))
             u3, u4 = rng.uniforms2_53(key0, key1, pid, event_counter(ev, 1))
             u5, u6 = rng.uniforms2_53(key0, key1, pid, event_counter(ev, 2))
-            wi = S[27]
-            vi = S[28]
-            psi = S[32]
-            cin = S[5]
-            work = S[9]
+            wi = S[sc.EV_W]
+            vi = S[sc.EV_V]
+            psi = S[sc.EV_PSI]
+            cin = S[sc.EV_CIN]
+            work = S[sc.WORK]
+            w_out = S[sc.W]  # eigensystem at the outgoing k'
+            v_out = S[sc.V]
+            dk_out = S[sc.EV_DHDK]
             # incoming band structure at (x, k); chi in the band basis -> cin
-            h(x, k, pm, S[3])
-            eigh(S[3], wi, vi, work)
+            h(x, k, pm, S[sc.HM])
+            eigh(S[sc.HM], wi, vi, work)
             if coherent:
                 # energy shell chosen with the Born-rule weights |c_n|^2
                 n = nb - 1
@@ -381,12 +389,13 @@ class ElasticScattering:
                 E = wi[n]
                 for i in range(nb):
                     psi[i] = vi[i, n]
-            kout = S[29]
+            kout = S[sc.EV_K]
             w, m, nroots = propose(x, k, n, E, psi, pm, pdis_, geo_, n_scan, u1, u2, u3, u4,
-                                   kout, S[4], S[7], S[8], work, S[31], S[13], S[30])
+                                   kout, S[sc.EV_MAT], w_out, v_out, work, S[sc.EV_DH], S[sc.EV_DIR],
+                                   S[sc.EV_BITS])
             if w == 0.0:
                 return st.OK, False, band
-            pairs = S[30]
+            pairs = S[sc.EV_BITS]
             if coherent:
                 # on-shell pairs (l at k) -> (m' at k') of the coherent transfer, decided on
                 # the proposed (unshifted) shell: bit l of pairs[m'] is set when
@@ -394,15 +403,15 @@ class ElasticScattering:
                 for mp in range(nb):
                     bits = 0
                     for l in range(nb):
-                        if abs(S[7][mp] - wi[l]) <= win:
+                        if abs(w_out[mp] - wi[l]) <= win:
                             bits |= 1 << l
                     pairs[mp] = bits
             shifted = False
-            dki = S[11]
-            shift = S[0]
+            dki = S[sc.DHDK]
+            shift = S[sc.EV_SHIFT]
+            ef = S[sc.EFIELD]
             if side:
-                ef = S[14]
-                efield(t, P[1], ef)
+                efield(t, P[sc.P_EFIELD], ef)
                 shifted = has_u
                 for a in range(dim):
                     if ef[a] != 0.0:
@@ -416,7 +425,7 @@ class ElasticScattering:
                     # Jacobian |dF/dr| of the shifted shell condition, so real events
                     # follow W delta(eps_m(k') - eps_n(k) + du) exactly (rate and final
                     # states); see the module docstring.
-                    e = S[19]
+                    e = S[sc.EV_DIR]
                     r0 = 0.0
                     for a in range(dim):
                         e[a] = kout[a] - geo_[born.G_K0 + a]
@@ -427,8 +436,8 @@ class ElasticScattering:
                     for a in range(dim):
                         e[a] /= r0
                     rmax = born.ray_rmax(geo_, e)
-                    f, g = jump_residual(t, x, n, wi, vi, dki, E, r0, e, m, P, S, geo_)
-                    d0 = final_density(k, m, psi, r0, pdis_, geo_, S)
+                    f, g = jump_residual(t, x, n, wi, vi, dki, ef, E, r0, e, m, P, S, geo_)
+                    d0 = final_density(k, kout, v_out, m, psi, r0, pdis_, geo_, S[sc.EV_Q])
                     if not d0 > 0.0:
                         # only possible for textured models, whose shell energy is taken at the
                         # jumped position: the Born integrand vanishes there, a null event
@@ -445,17 +454,17 @@ class ElasticScattering:
                         r = r - f / g
                         if not (r > 0.0 and r < rmax):
                             break
-                        f, g = jump_residual(t, x, n, wi, vi, dki, E, r, e, m, P, S, geo_)
+                        f, g = jump_residual(t, x, n, wi, vi, dki, ef, E, r, e, m, P, S, geo_)
                     if not ok:
                         # no final state at the shifted energy near this ray's root
                         # (e.g. below the band edge): zero rate, a null event
                         return st.OK, False, band
                     hr = 1e-4 * r
-                    fp, _g = jump_residual(t, x, n, wi, vi, dki, E, r + hr, e, m, P, S, geo_)
-                    fm, _g = jump_residual(t, x, n, wi, vi, dki, E, r - hr, e, m, P, S, geo_)
+                    fp, _g = jump_residual(t, x, n, wi, vi, dki, ef, E, r + hr, e, m, P, S, geo_)
+                    fm, _g = jump_residual(t, x, n, wi, vi, dki, ef, E, r - hr, e, m, P, S, geo_)
                     jac = abs(fp - fm) / (2.0 * hr)
-                    jump_residual(t, x, n, wi, vi, dki, E, r, e, m, P, S, geo_)
-                    d1 = final_density(k, m, psi, r, pdis_, geo_, S)
+                    jump_residual(t, x, n, wi, vi, dki, ef, E, r, e, m, P, S, geo_)
+                    d1 = final_density(k, kout, v_out, m, psi, r, pdis_, geo_, S[sc.EV_Q])
                     w = math.inf if jac == 0.0 else dens * d1 / jac
             if not (w <= gm):  # also catches NaN / inf weights
                 return st.MAJORANT, False, band
@@ -464,43 +473,43 @@ class ElasticScattering:
             # real event
             if side:
                 if not shifted:
-                    dhdk(x, kout, pm, S[12], work)
-                    coordinate_shift(wi, vi, dki, n, S[7], S[8], S[12], m, degtol, shift)
+                    dhdk(x, kout, pm, dk_out, work)
+                    coordinate_shift(wi, vi, dki, n, w_out, v_out, dk_out, m, degtol, shift)
                 for a in range(dim):
                     x[a] += shift[a]
                 if textured and not shifted:
-                    h(x, kout, pm, S[3])
-                    eigh(S[3], S[7], S[8], work)
+                    h(x, kout, pm, S[sc.HM])
+                    eigh(S[sc.HM], w_out, v_out, work)
             for a in range(dim):
                 k[a] = kout[a]
             if coherent:
                 # outgoing state: the on-shell part of the Born amplitude applied to every
                 # component of chi, chi' ~ sum_m' u_m'(k') sum_{l on shell} <u_m'(k')|u_l(k)> c_l
-                ctr = S[10]
+                ctr = S[sc.EV_COUT]
                 for mp in range(nb):
                     cm = 0j
                     bits = pairs[mp]
                     for l in range(nb):
                         if (bits >> l) & 1:
-                            cm += born.overlap_column(S[8], mp, vi[:, l]) * cin[l]
+                            cm += born.overlap_column(v_out, mp, vi[:, l]) * cin[l]
                     ctr[mp] = cm
                 nrm = 0.0
                 for i in range(nb):
                     acc = 0j
                     for mp in range(nb):
-                        acc += S[8][i, mp] * ctr[mp]
+                        acc += v_out[i, mp] * ctr[mp]
                     chi[i] = acc
                     nrm += acc.real * acc.real + acc.imag * acc.imag
                 if nrm < 1e-300:
                     for i in range(nb):
-                        chi[i] = S[8][i, m]
+                        chi[i] = v_out[i, m]
                 else:
                     nrm = math.sqrt(nrm)
                     for i in range(nb):
                         chi[i] = chi[i] / nrm
                 return st.OK, True, m
             for i in range(nb):
-                chi[i] = S[8][i, m]
+                chi[i] = v_out[i, m]
             return st.OK, True, m
 
         return {"apply": apply, "params": params, "majorant": gmax}
@@ -582,11 +591,11 @@ class Dephasing:
                 return st.MAJORANT, False, band
             if u1 * gm >= g:
                 return st.OK, False, band
-            hw = S[7]
-            hv = S[8]
+            hw = S[sc.W]
+            hv = S[sc.V]
             hbar_eig(t, x, k, P, S, hw, hv)
             # Born-rule collapse on the hybridised states
-            amp = S[32]
+            amp = S[sc.EV_PSI]
             linalg.band_amplitudes(hv, chi, amp)
             tot = 0.0
             for i in range(nb):
@@ -685,7 +694,9 @@ class Relaxation:
             T = pc[1]
             lat = pc[2] > 0.5
             kwin = pc[3]
-            kk = S[29]
+            kk = S[sc.EV_K]
+            w = S[sc.W]
+            v = S[sc.V]
             for tr in range(RELAX_MAX_TRY):
                 c = rng.stream_counter(RELAX_STREAM, ev * 262144 + 2 * tr)
                 u1, u2 = rng.uniforms2_53(key0, key1, pid, c)
@@ -718,18 +729,18 @@ class Relaxation:
                 if i >= nb:
                     i = nb - 1
                 if coherent:
-                    hbar_eig(t, x, kk, P, S, S[7], S[8])
-                    e = S[7][i]
+                    hbar_eig(t, x, kk, P, S, w, v)
+                    e = w[i]
                 else:
-                    h(x, kk, P[0], S[3])
-                    eigh(S[3], S[7], S[8], S[9])
-                    e = S[7][i]
+                    h(x, kk, P[sc.P_MODEL], S[sc.HM])
+                    eigh(S[sc.HM], w, v, S[sc.WORK])
+                    e = w[i]
                 ua, ub = rng.uniforms2_53(key0, key1, pid, rng.stream_counter(RELAX_STREAM + 1, ev * 262144 + tr))
                 if ua < fermi(e, mu, T):
                     for a in range(dim):
                         k[a] = kk[a]
                     for j in range(nb):
-                        chi[j] = S[8][j, i]
+                        chi[j] = v[j, i]
                     return st.OK, True, i
             return st.CHANNEL, False, band
 

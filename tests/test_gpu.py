@@ -149,19 +149,18 @@ def build_case(name, n=64, seed=11):
     finally:
         simulation_module.build_advance = real_build
         simulation_module._KERNEL_CACHE = saved_cache
-    names = ("advance_packet", "start", "finish", "alloc_scratch", "alloc_context", "dim", "nb", "ncomp", "nev")
+    names = ("advance_packet", "start", "finish", "scratch_layout", "context_layout", "dim", "nb", "ncomp", "nev")
     return sim, dict(zip(names, captured["args"][:9]))
 
 
 def cuda_driver(parts, **kw):
-    """The GPU driver for captured parts, with CUDA scratch allocators from packets.scratch."""
+    """The GPU driver for captured parts, with CUDA allocators of the layouts the CPU driver got."""
     import gpu
-    from packets.scratch import context_layout, make_allocator, scratch_layout
-    dim, nb = parts["dim"], parts["nb"]
+    from packets.scratch import make_allocator
     return gpu.build_cuda_advance(parts["advance_packet"], parts["start"], parts["finish"],
-                                  make_allocator(scratch_layout(dim, nb), "cuda"),
-                                  make_allocator(context_layout(dim, nb), "cuda"), dim, nb, parts["ncomp"],
-                                  parts["nev"], **kw)
+                                  make_allocator(parts["scratch_layout"], "cuda"),
+                                  make_allocator(parts["context_layout"], "cuda"), parts["dim"], parts["nb"],
+                                  parts["ncomp"], parts["nev"], **kw)
 
 
 def state(sim):
@@ -316,10 +315,14 @@ def assert_same_run(res, name, variant, state_rtol=1e-12, tally_rtol=1e-12):
 def ptx_table(cuda_ptx):
     from gpu.ptx import find_ptxas, ptx_report
     drivers = {}
+    layouts = {}
     for name in PTX_CASES:
         sim, parts = build_case(name, n=8)
         drivers[name] = cuda_driver(parts)
+        layouts[name] = parts["scratch_layout"]
     rows = ptx_report(drivers, cc=(9, 0))
+    for r in rows:
+        r["layout"] = layouts[r["name"]]
     return {r["name"]: r for r in rows}, find_ptxas()
 
 
@@ -336,6 +339,20 @@ def test_kernel_compiles_to_ptx_sm90(ptx_table, name, record_property):
     print(f"\n[ptx sm_90] {name}: registers={row.get('registers')} stack={row.get('stack_bytes')}B "
           f"spill_stores={row.get('spill_stores')}B spill_loads={row.get('spill_loads')}B "
           f"local_ld_st={row.get('local_ld_st')}")
+
+
+def test_kernels_allocate_only_the_scratch_groups_they_declare(ptx_table):
+    """The PTX variants compile with the Simulation's own layout: no event scratch without channels."""
+    from packets.scratch import SCRATCH_GROUP_OF
+    rows, _ptxas = ptx_table
+    for name in PTX_CASES:
+        allocated = {SCRATCH_GROUP_OF[n] for n, shape, _d in rows[name]["layout"] if shape is not None}
+        expect = {"stepper", "bands", "work"}
+        if CASES[name][4]():
+            expect.add("events")
+        if CASES[name][5].get("integrator") == "adaptive":
+            expect.add("adaptive")
+        assert allocated == expect, name
 
 
 def test_ptx_report_table(ptx_table):

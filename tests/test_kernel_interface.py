@@ -1,0 +1,76 @@
+"""The named kernel interface (packets.scratch): one layout, names instead of positions, groups."""
+import pathlib
+import re
+
+import numba
+import numpy as np
+import pytest
+
+from packets import scratch as sc
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+LIBRARY = [p for d in ("packets", "scattering", "observables", "gpu") for p in (ROOT / d).rglob("*.py")]
+
+
+def test_no_positional_index_into_the_kernel_tuples():
+    """No ``S[14]``, ``P[0]`` or ``C[6]`` in the library: every entry is reached by its name."""
+    bare = re.compile(r"\b[SPC]\[\d")
+    hits = [f"{p.relative_to(ROOT)}:{i}: {line.strip()}" for p in LIBRARY
+            for i, line in enumerate(p.read_text().splitlines(), 1) if bare.search(line)]
+    assert not hits, "positional indices into S/P/C:\n" + "\n".join(hits)
+
+
+def test_names_are_positions_of_the_one_layout():
+    assert len(set(sc.SCRATCH_NAMES)) == len(sc.SCRATCH_NAMES)
+    for i, name in enumerate(sc.SCRATCH_NAMES):
+        assert getattr(sc, name) == i
+    for i, (name, *_rest) in enumerate(sc.CONTEXT_SLOTS):
+        assert getattr(sc, name) == i
+    for i, (name, _doc) in enumerate(sc.PARAMETER_SLOTS):
+        assert getattr(sc, name) == i
+    # every entry documented (meaning in the layout, listed in the architecture notes)
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    for slots in sc.SCRATCH_GROUPS.values():
+        for name, _shape, _dtype, meaning in slots:
+            assert meaning and (f"`{name}`" in doc or name in ("G2", "G3")), name  # G1–G4 written as a range
+    for name, *_rest in sc.CONTEXT_SLOTS:
+        assert f"`{name}`" in doc, name
+    for name, _doc in sc.PARAMETER_SLOTS:
+        assert f"`{name}`" in doc, name
+
+
+def test_layout_allocates_only_declared_groups():
+    dim, nb = 2, 3
+    full = sc.scratch_layout(dim, nb)
+    assert all(shape is not None for _n, shape, _d in full)
+    assert dict((n, s) for n, s, _d in full)["M"] == (4, nb, nb)
+    plain = sc.scratch_layout(dim, nb, sc.scratch_groups())
+    for name, shape, _dtype in plain:
+        declared = sc.SCRATCH_GROUP_OF[name] in ("stepper", "bands", "work")
+        assert (shape is not None) == declared, name
+    with_events = sc.scratch_layout(dim, nb, sc.scratch_groups(adaptive=True, manifold=True, events=True))
+    assert all(shape is not None for _n, shape, _d in with_events)
+
+
+def test_kernel_reaching_an_undeclared_group_does_not_compile():
+    """An entry of a group the variant does not declare is None: using it is a typing error, not garbage."""
+    alloc = sc.make_allocator(sc.scratch_layout(2, 2, sc.scratch_groups()), "cpu")
+
+    @numba.njit
+    def uses_bands():
+        S = alloc()
+        w = S[sc.W]
+        w[0] = 1.5
+        return w[0], S[sc.EV_W] is None
+
+    assert uses_bands() == (1.5, True)
+
+    @numba.njit
+    def uses_events():
+        S = alloc()
+        ew = S[sc.EV_W]
+        ew[0] = 1.0
+        return ew[0]
+
+    with pytest.raises(numba.core.errors.TypingError):
+        uses_events()
