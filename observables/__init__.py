@@ -6,12 +6,14 @@ package):
 
 ``name``
     key under which the result stores it;
-``build(model, dynamics)``
-    returns ``(ncomp, labels, shape, kernel)`` where ``kernel`` is an
+``build(ctx)``
+    ``ctx`` is the simulation's :class:`packets.plugins.BuildContext`
+    (``ctx.model``, ``ctx.dynamics``, ...); returns ``(ncomp, labels, shape, kernel)`` where ``kernel`` is an
     ``@njit`` function ``kernel(weight, n, x, k, C, out)`` that *adds* this
     packet's contribution (already multiplied by its weight) to ``out[0:ncomp]``.
     ``C`` is the measurement context of :mod:`packets.context`
-    (velocity, band velocity, band amplitudes, energies).  ``shape`` is the
+    (velocity, band velocity, band amplitudes, energies), its entries reached
+    by the names of :mod:`packets.scratch` (``C[scratch.C_XDOT]``, ...).  ``shape`` is the
     shape the components are reshaped to in the result.
 
 Sums over packets are densities (the ensemble weights are densities per unit

@@ -38,7 +38,8 @@ class Current:
     def __init__(self, per_band=False):
         self.per_band = bool(per_band)
 
-    def build(self, model, dynamics):
+    def build(self, ctx):
+        model, dynamics = ctx.model, ctx.dynamics
         dim = model.dim
         nb = model.nbands
         per_band = self.per_band
@@ -99,7 +100,8 @@ class Density:
             if e.ndim != 1 or e.size < 2 or np.any(np.diff(e) <= 0):
                 raise ValueError("each edges array must be 1-D, strictly increasing, with at least 2 entries")
 
-    def build(self, model, dynamics):
+    def build(self, ctx):
+        model, dynamics = ctx.model, ctx.dynamics
         dim = model.dim
         if len(self.edges) != dim:
             raise ValueError(f"Density needs {dim} edge arrays for a {dim}-D model, got {len(self.edges)}")
@@ -153,7 +155,8 @@ class BandPopulation:
 
     name = "populations"
 
-    def build(self, model, dynamics):
+    def build(self, ctx):
+        model, dynamics = ctx.model, ctx.dynamics
         nb = model.nbands
 
         @numba.njit
@@ -177,7 +180,8 @@ class DensityMatrix:
 
     name = "density_matrix"
 
-    def build(self, model, dynamics):
+    def build(self, ctx):
+        model, dynamics = ctx.model, ctx.dynamics
         nb = model.nbands
 
         @numba.njit
@@ -203,7 +207,8 @@ class Energy:
 
     name = "energy"
 
-    def build(self, model, dynamics):
+    def build(self, ctx):
+        model, dynamics = ctx.model, ctx.dynamics
         @numba.njit
         def kernel(weight, n, x, k, C, out):
             out[0] += weight * C[sc.C_ENERGY][0]

@@ -192,19 +192,10 @@ def run_task(config, state, t0, records_before, plan, want_state=True):
     interval (nt, nbatch, ncomp), the final state (if ``want_state``),
     packet-steps and status counts.
     """
-    from .simulation import Simulation
+    from .simulation import STATE, Simulation
 
-    ens = SimpleNamespace(**{k: state[k] for k in ("x", "k", "chi", "band", "weight", "status", "pid")},
-                          seed=config["seed"], kind=config.get("ensemble_kind"), info=None)
-    kw = {k: config[k] for k in ("dynamics", "channels", "observables", "dt", "integrator", "tol", "nbatch", "shard",
-                                 "orbital_moment")}
-    kw["manifold"] = config.get("manifold")
-    sim = Simulation(config["model"], ens, field=config["field"], progress=False, check_dt=False, seed=config["seed"],
-                     backend=config.get("task_backend", "cpu"), **kw)
-    if "clock" in state:
-        sim.clock = state["clock"].copy()
-        sim.ev = state["ev"].copy()
-    sim.t = float(t0)
+    # tasks run on the CPU of their worker whatever the parent's backend
+    sim = Simulation.from_state(config, state, t=t0, progress=False, backend="cpu")
     res = sim.run(plan["t_end"], plan["record_every"])
     sums = res._sums
     counts = res.counts
@@ -217,8 +208,7 @@ def run_task(config, state, t0, records_before, plan, want_state=True):
            "status": sim.status.copy(), "layout": res.layout, "first_pid": int(state["pid"][0]),
            "t": sim.t}
     if want_state:
-        out["state"] = {n: getattr(sim, n).copy() for n in ("x", "k", "chi", "band", "weight", "status", "pid",
-                                                            "clock", "ev")}
+        out["state"] = {n: getattr(sim, n).copy() for n in STATE}
     return out
 
 
@@ -242,6 +232,7 @@ def run_sharded(sim, t_end, record_every, client=None, workers=None, task_size=N
     ``stream=True``.  Returns (times, E, sums, counts, packet_steps, states).
     """
     from .driver_cpu import tree_reduce
+    from .simulation import ENSEMBLE_STATE
 
     n = source.n if source is not None else sim.x.shape[0]
     if task_size is None:
@@ -256,16 +247,16 @@ def run_sharded(sim, t_end, record_every, client=None, workers=None, task_size=N
     ranges = _task_ranges(n, task_size)
     first_task = int(sim.pid[0] // task_size) if source is None and sim.pid[0] % task_size == 0 else 0
     records_before = bool(sim._records)
-    config = dict(sim._config)
-    config["seed"] = sim.seed
+    config = sim.config
     plan = {"t_end": float(t_end), "record_every": float(record_every)}
+
+    full = sim.state if source is None else None
 
     def state_of(lo, hi):
         if source is not None:
             e = source.load(lo, hi)
-            d = {k: getattr(e, k) for k in ("x", "k", "chi", "band", "weight", "status", "pid")}
-            return d
-        return {k: getattr(sim, k)[lo:hi] for k in ("x", "k", "chi", "band", "weight", "status", "pid", "clock", "ev")}
+            return {k: getattr(e, k) for k in ENSEMBLE_STATE}
+        return {k: a[lo:hi] for k, a in full.items()}
 
     results = [None] * len(ranges)
     bar = None

@@ -22,6 +22,7 @@ from .driver_cpu import build_advance, compose_tally, tree_reduce
 from .eom import make_adaptive_advance, make_adiabatic_step, make_coherent_step, make_coherent_step2
 from .field import Field
 from .packet import compose_channels, first_clock, make_packet_finish, make_packet_kernels
+from .plugins import BuildContext, plugin_key
 from .result import Result
 
 DYNAMICS = ("coherent", "adiabatic")
@@ -29,6 +30,15 @@ INTEGRATORS = ("rk4", "adaptive")
 BACKENDS = ("cpu", "cuda", "auto")
 
 _KERNEL_CACHE = {}
+
+#: The per-packet state arrays, one schema for the live ensemble, checkpoints and distributed tasks:
+#: the ensemble (x, k, chi, band, weight, status, pid) plus the event clocks and event counters.
+STATE = ("x", "k", "chi", "band", "weight", "status", "pid", "clock", "ev")
+ENSEMBLE_STATE = STATE[:7]
+#: What rebuilds a Simulation besides its packet state (:attr:`Simulation.config`): the
+#: constructor's arguments except the ensemble and the progress display.
+CONFIG_KEYS = ("model", "field", "dynamics", "channels", "observables", "dt", "integrator", "tol", "backend",
+               "nbatch", "shard", "orbital_moment", "seed", "manifold")
 
 
 def _round_down(v, digits=3):
@@ -57,23 +67,6 @@ def _init_clocks(clock, pid, key0, key1, gtot):
         clock[i] = first_clock(key0, key1, pid[i], gtot)
 
 
-def _plugin_key(plugin, kernel):
-    """In-process kernel-cache key of a channel or observable.
-
-    Its ``cache_key()`` when it has one; else the content digest of the kernel it built
-    (:func:`packets.compile_cache.content_digest`: equal only for the same code and closure values);
-    else the kernel object itself, which the cache then keeps alive.  Never ``id()``: an id is reused
-    after garbage collection, and a new plug-in would silently get another one's compiled kernel.
-    """
-    key = getattr(plugin, "cache_key", None)
-    if callable(key):
-        return key()
-    try:
-        return ("content", compile_cache.content_digest(kernel))
-    except compile_cache.Uncacheable:
-        return ("kernel", kernel)
-
-
 class Simulation:
     """A Monte Carlo run of a packet ensemble.
 
@@ -89,8 +82,9 @@ class Simulation:
     channels : sequence
         Stochastic event channels (scattering, dephasing, relaxation, user
         channels).  A channel is any object with a ``name`` and a method
-        ``build(sim)`` returning a dict with ``apply`` (the ``@njit`` kernel of
-        the contract in :mod:`packets.packet`), ``params`` (float64 array) and
+        ``build(ctx)`` (``ctx``: a :class:`packets.plugins.BuildContext`)
+        returning a dict with ``apply`` (the ``@njit`` kernel of the contract
+        in :mod:`packets.packet`), ``params`` (float64 array) and
         ``majorant`` (the null-collision bound on its rate, 1/time); optional
         ``cache_key()`` lets compiled kernels be reused.
     observables : sequence
@@ -239,10 +233,6 @@ class Simulation:
         self.ev = np.zeros(self.x.shape[0], dtype=np.int64)
         self.started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         self._plan = None
-        self._config = {"model": model, "field": field, "dynamics": dynamics, "channels": list(channels),
-                        "observables": list(observables), "dt": float(dt), "integrator": integrator, "tol": float(tol),
-                        "backend": backend, "nbatch": int(nbatch), "shard": int(shard),
-                        "orbital_moment": bool(orbital_moment), "seed": None, "manifold": manifold}
         self._records = []
         if check_dt:
             self._check_time_step()
@@ -302,21 +292,22 @@ class Simulation:
         offsets = []
         okeys = []
         off = 0
+        ctx = self.build_context()
         for o in self.observables:
-            nc, labels, shape, kern = o.build(model, self.dynamics)
+            nc, labels, shape, kern = o.build(ctx)
             layout[o.name] = (off, nc, list(labels), tuple(shape))
             kernels.append(kern)
-            okeys.append((_plugin_key(o, kern), nc, tuple(shape)))
+            okeys.append((plugin_key(o, kern), nc, tuple(shape)))
             offsets.append(off)
             off += nc
         applies, coffs, clens, pcs, gmax, ckeys = [], [], [], [], [], []
         coff = 0
         names = set(layout)
         for ch in self.channels:
-            spec = ch.build(self)
+            spec = ch.build(ctx)
             name = getattr(ch, "name", type(ch).__name__)
             if not isinstance(spec, dict) or not {"apply", "params", "majorant"} <= set(spec):
-                raise TypeError(f"channel {name!r}: build(sim) must return a dict with 'apply', 'params' and "
+                raise TypeError(f"channel {name!r}: build(ctx) must return a dict with 'apply', 'params' and "
                                 "'majorant' (see packets.packet)")
             if not isinstance(spec["apply"], numba.core.registry.CPUDispatcher):
                 raise TypeError(f"channel {name!r}: 'apply' must be a @numba.njit function")
@@ -332,7 +323,7 @@ class Simulation:
             pcs.append(pc)
             gmax.append(g)
             coff += pc.size
-            ckeys.append((_plugin_key(ch, spec["apply"]), pc.size))
+            ckeys.append((plugin_key(ch, spec["apply"]), pc.size))
         nchan = len(applies)
         self.channel_names = [getattr(ch, "name", type(ch).__name__) for ch in self.channels]
         self.nev = 2 * nchan + 1 if nchan else 0
@@ -573,30 +564,86 @@ class Simulation:
         codes = np.concatenate([r["status"] for r in task_results])
         self._task_status = codes
         if keep:
-            for name in self.STATE:
+            for name in STATE:
                 setattr(self, name, np.concatenate([st_[name] for st_ in states]))
         return self.result()
 
     # ------------------------------------------------------------------
-    STATE = ("x", "k", "chi", "band", "weight", "status", "pid", "clock", "ev")
+    def build_context(self):
+        """The :class:`packets.plugins.BuildContext` channels and observables are built from."""
+        return BuildContext(model=self.model, field=self.field, dynamics=self.dynamics, manifold=self.manifold,
+                            orbital_moment=self.orbital_moment, x=self.x, k=self.k, chi=self.chi, band=self.band,
+                            status=self.status)
+
+    @property
+    def config(self):
+        """Everything but the packet state that rebuilds this Simulation (keys :data:`CONFIG_KEYS`).
+
+        With :attr:`state` it is what a checkpoint stores and what a
+        distributed task carries; :meth:`from_state` turns the two back into a
+        Simulation.  ``seed`` is the resolved seed of the event streams.
+        """
+        return {"model": self.model, "field": self.field, "dynamics": self.dynamics,
+                "channels": list(self.channels), "observables": list(self.observables), "dt": self.dt,
+                "integrator": self.integrator, "tol": self.tol, "backend": self.backend, "nbatch": self.nbatch,
+                "shard": self.shard, "orbital_moment": self.orbital_moment, "seed": self.seed,
+                "manifold": self.manifold}
+
+    @property
+    def state(self):
+        """The packet state: ``{name: array}`` for the names of :data:`STATE` (the live arrays, not copies)."""
+        self._sync()
+        return {n: getattr(self, n) for n in STATE}
+
+    @classmethod
+    def from_state(cls, config, state, t=0.0, packet_steps=0, progress=None, ensemble_info=None, **override):
+        """Rebuild a Simulation from its :attr:`config` and a packet :attr:`state`.
+
+        The one path by which a saved or shipped simulation comes back:
+        :meth:`resume` uses it for checkpoints and distributed tasks for their
+        pid range.  ``state`` needs the ensemble arrays (x, k, chi, band,
+        weight, status, pid); with ``clock`` and ``ev`` the event streams
+        continue exactly where they stopped (otherwise they start afresh, as
+        for a new ensemble).  ``override``: config entries to replace (e.g.
+        ``backend``).  The time step is not re-checked: it was checked when
+        the run began.
+        """
+        from types import SimpleNamespace
+
+        cfg = dict(config)
+        cfg.update(override)
+        missing = [k for k in CONFIG_KEYS if k not in cfg] + [k for k in ENSEMBLE_STATE if k not in state]
+        if missing:
+            raise ValueError(f"from_state: config/state lack {missing}")
+        info = ensemble_info or {}
+        ens = SimpleNamespace(**{k: state[k] for k in ENSEMBLE_STATE}, seed=cfg["seed"], kind=info.get("kind"),
+                              info=info.get("info"))
+        kw = {k: cfg[k] for k in CONFIG_KEYS if k not in ("model", "field")}
+        sim = cls(cfg["model"], ens, field=cfg["field"], progress=progress, check_dt=False, **kw)
+        if "clock" in state:
+            sim.clock = np.array(state["clock"], dtype=np.float64)
+            sim.ev = np.array(state["ev"], dtype=np.int64)
+        sim.t = float(t)
+        sim.packet_steps = int(packet_steps)
+        if ensemble_info is not None:
+            sim._ensemble_info = ensemble_info
+        return sim
 
     def state_nbytes(self):
         """Bytes of the packet state (what a checkpoint stores, before compression)."""
-        return int(sum(getattr(self, n).nbytes for n in self.STATE))
+        return int(sum(getattr(self, n).nbytes for n in STATE))
 
     def checkpoint(self, path):
         """Write the full state, records and configuration to ``path`` (atomic, checksummed)."""
         from .io import write_checkpoint
 
-        self._sync()
-        arrays = {n: getattr(self, n) for n in self.STATE}
+        arrays = dict(self.state)
         if self._records:
             arrays["rec_times"] = np.array([r[0] for r in self._records])
             arrays["rec_sums"] = np.stack([r[1] for r in self._records])
             arrays["rec_counts"] = np.stack([r[2] for r in self._records])
             arrays["rec_E"] = np.stack([r[3] for r in self._records])
-        config = dict(self._config)
-        config["seed"] = self.seed
+        config = self.config
         scalars = {"t": self.t, "packet_steps": self.packet_steps, "plan": self._plan, "started": self.started,
                    "ensemble": self._ensemble_info}
         return write_checkpoint(path, arrays, config, scalars)
@@ -609,29 +656,15 @@ class Simulation:
         ``Simulation.resume(path).run()`` finishes the interrupted run and gives
         exactly the result of an uninterrupted one.
         """
-        from types import SimpleNamespace
-
         from .io import read_checkpoint
 
         arrays, config, scalars = read_checkpoint(path)
         n = arrays["x"].shape[0]
-        ens = SimpleNamespace(x=arrays["x"], k=arrays["k"], chi=arrays["chi"], band=arrays["band"],
-                              weight=arrays["weight"], status=arrays["status"], pid=arrays["pid"],
-                              seed=config["seed"], kind=(scalars.get("ensemble") or {}).get("kind"),
-                              info=(scalars.get("ensemble") or {}).get("info"))
-        kw = {k: config[k] for k in ("dynamics", "channels", "observables", "dt", "integrator", "tol", "backend",
-                                     "nbatch", "shard", "orbital_moment")}
-        kw["manifold"] = config.get("manifold")
-        sim = cls(config["model"], ens, field=config["field"], progress=progress, check_dt=False,
-                  seed=config["seed"], **kw)
-        sim.clock = arrays["clock"].copy()
-        sim.ev = arrays["ev"].copy()
-        sim.status = arrays["status"].copy()
-        sim.t = float(scalars["t"])
-        sim.packet_steps = int(scalars["packet_steps"])
+        config.setdefault("manifold", None)  # checkpoints from before manifold dynamics
+        sim = cls.from_state(config, arrays, t=scalars["t"], packet_steps=scalars["packet_steps"],
+                             progress=progress, ensemble_info=scalars.get("ensemble"))
         sim.started = scalars.get("started", sim.started)
         sim._plan = scalars.get("plan")
-        sim._ensemble_info = scalars.get("ensemble")
         if "rec_times" in arrays:
             sim._records = [(float(t), s_, c_, e_) for t, s_, c_, e_ in
                             zip(arrays["rec_times"], arrays["rec_sums"], arrays["rec_counts"], arrays["rec_E"])]

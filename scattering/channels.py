@@ -1,7 +1,8 @@
 """Event channels: elastic Born scattering, dephasing, relaxation, user channels.
 
 Every channel follows the protocol of :class:`packets.Simulation` (see
-:mod:`packets.packet`): ``build(sim)`` returns ``{"apply", "params",
+:mod:`packets.packet`): ``build(ctx)`` (``ctx``: the
+:class:`packets.plugins.BuildContext` of the simulation) returns ``{"apply", "params",
 "majorant"}`` where ``apply`` is an ``@njit`` kernel
 
     apply(t, x, k, chi, band, P, S, pc, key0, key1, pid, ev) -> (status, accepted, new_band)
@@ -110,9 +111,9 @@ RELAX_STREAM = 3
 RELAX_MAX_TRY = 100000
 
 
-def _states_sample(sim, nmax=256, seed=0):
+def _states_sample(ctx, nmax=256, seed=0):
     """A deterministic subsample of the simulation's packets (host-side checks)."""
-    ok = np.flatnonzero(sim.status == st.OK)
+    ok = np.flatnonzero(ctx.status == st.OK)
     if ok.size > nmax:
         ok = np.random.default_rng(seed).choice(ok, nmax, replace=False)
     return ok
@@ -231,31 +232,31 @@ class ElasticScattering:
     def cache_key(self):
         return ("elastic", self.disorder.spectrum, self.side_jump)
 
-    def estimate_majorant(self, sim):
-        idx = _states_sample(sim, 64)
+    def estimate_majorant(self, ctx):
+        idx = _states_sample(ctx, 64)
         if idx.size == 0:
             return 1.0
-        ks = sim.k[idx]
-        if sim.dynamics == "adiabatic":
-            bands = sim.band[idx]
+        ks = ctx.k[idx]
+        if ctx.dynamics == "adiabatic":
+            bands = ctx.band[idx]
         else:
-            w, v = sim.model.bands(ks, sim.x[idx])
-            bands = np.argmax(np.abs(np.einsum("nij,ni->nj", v.conj(), sim.chi[idx])) ** 2, axis=1)
+            w, v = ctx.model.bands(ks, ctx.x[idx])
+            bands = np.argmax(np.abs(np.einsum("nij,ni->nj", v.conj(), ctx.chi[idx])) ** 2, axis=1)
         g = 0.0
         for b in np.unique(bands):
             sel = ks[bands == b]
-            g = max(g, born.majorant(sim.model, self.disorder, k=sel, band=int(b), safety=self.safety,
+            g = max(g, born.majorant(ctx.model, self.disorder, k=sel, band=int(b), safety=self.safety,
                                     center=self.center, r_max=self.r_max))
         return g
 
-    def build(self, sim):
-        model, field = sim.model, sim.field
+    def build(self, ctx):
+        model, field = ctx.model, ctx.field
         self.disorder.check_dim(model.dim)
         if field.has_B:
             raise ValueError("ElasticScattering with a magnetic field is not supported (Landau-level physics)")
         sampler = born.make_born_sampler(model.h, model.dhdk, self.disorder.spectrum)
         geo = born.ray_geometry(model, center=self.center, r_max=self.r_max)
-        gmax = self.majorant_value if self.majorant_value is not None else self.estimate_majorant(sim)
+        gmax = self.majorant_value if self.majorant_value is not None else self.estimate_majorant(ctx)
         if not (np.isfinite(gmax) and gmax > 0):
             raise ValueError(f"the estimated scattering majorant {gmax!r} is not a positive finite rate; "
                              "give majorant= explicitly")
@@ -265,7 +266,7 @@ class ElasticScattering:
         params = np.concatenate([pdis, geo, [self.n_scan, gmax, self.coherence_window]])
         nb = model.nbands
         dim = model.dim
-        coherent = sim.dynamics == "coherent"
+        coherent = ctx.dynamics == "coherent"
         if coherent and nb > 64:
             raise ValueError(f"coherent elastic scattering supports at most 64 bands (model has {nb}); "
                              "use an active manifold")
@@ -556,10 +557,10 @@ class Dephasing:
     def cache_key(self):
         return ("dephasing", self.rate_function)
 
-    def build(self, sim):
-        if sim.dynamics != "coherent":
+    def build(self, ctx):
+        if ctx.dynamics != "coherent":
             raise ValueError("Dephasing acts on the band pseudospin: use dynamics='coherent'")
-        model, field = sim.model, sim.field
+        model, field = ctx.model, ctx.field
         nb = model.nbands
         if self.rate_function is None:
             rf = _constant_rate
@@ -567,11 +568,11 @@ class Dephasing:
         else:
             rf = self.rate_function
             rp = self.params
-            idx = _states_sample(sim)
+            idx = _states_sample(ctx)
             for i in idx:
-                g = rf(0.0, sim.x[i], sim.k[i], rp)
+                g = rf(0.0, ctx.x[i], ctx.k[i], rp)
                 if not np.isfinite(g) or g < 0:
-                    raise ValueError(f"dephasing rate_function returned {g!r} at k = {sim.k[i].tolist()}; "
+                    raise ValueError(f"dephasing rate_function returned {g!r} at k = {ctx.k[i].tolist()}; "
                                      "it must be finite and >= 0")
                 if g > self.rate * (1.0 + 1e-12):  # same round-off allowance as the kernel check
                     raise ValueError(f"dephasing rate_function = {g:g} exceeds the majorant rate = {self.rate:g}; "
@@ -652,11 +653,11 @@ class Relaxation:
     def cache_key(self):
         return ("relaxation",)
 
-    def build(self, sim):
-        model, field = sim.model, sim.field
+    def build(self, ctx):
+        model, field = ctx.model, ctx.field
         dim = model.dim
         nb = model.nbands
-        coherent = sim.dynamics == "coherent"
+        coherent = ctx.dynamics == "coherent"
         if model.lattice is not None:
             recip = np.zeros(9)
             recip[:dim * dim] = model.lattice.reciprocal.ravel()
@@ -788,11 +789,11 @@ class UserChannel:
     def cache_key(self):
         return ("user", self.rate, self.apply, self.params.size)
 
-    def build(self, sim):
-        idx = _states_sample(sim)
+    def build(self, ctx):
+        idx = _states_sample(ctx)
         for i in idx:
             try:
-                g = self.rate(0.0, sim.x[i], sim.k[i], sim.chi[i], int(sim.band[i]), self.params)
+                g = self.rate(0.0, ctx.x[i], ctx.k[i], ctx.chi[i], int(ctx.band[i]), self.params)
             except Exception as exc:  # numba typing errors etc.
                 raise TypeError(f"UserChannel {self.name!r}: rate(t, x, k, chi, band, p) failed: {exc}") from exc
             if not np.isfinite(g) or g < 0:
@@ -804,7 +805,7 @@ class UserChannel:
         np_ = self.params.size
         rate = inlined(self.rate)
         user_apply = inlined(self.apply)
-        nb = sim.model.nbands
+        nb = ctx.model.nbands
 
         @kernel
         def apply(t, x, k, chi, band, P, S, pc, key0, key1, pid, ev):

@@ -18,7 +18,6 @@ observables and channel types; parameter values do not recompile):
 import math
 import os
 import sys
-import types
 
 import numba
 import numpy as np
@@ -31,6 +30,7 @@ from observables import BandPopulation, Current, DensityMatrix, Energy
 from packets import Ensemble, Field, Simulation, models
 from packets import status as st
 from packets.eom import make_scratch_allocator
+from packets.plugins import BuildContext
 from scattering import (Dephasing, ElasticScattering, GaussianDisorder, Relaxation, UserChannel, UserDisorder,
                         WhiteNoiseDisorder, born, side_jump)
 
@@ -225,7 +225,7 @@ def test_side_jump_conserves_total_energy_in_field():
     etot1 = model.energies(sim.k, sim.x)[:, 1] + sim.x @ E
     assert np.max(np.abs(etot1 - etot0)) < 1e-8
     # the jumps are real: one event of the apply kernel called directly moves x by side_jump(k -> k')
-    fake = types.SimpleNamespace(model=model, field=Field(E=tuple(E)), dynamics="adiabatic")
+    fake = BuildContext(model, Field(E=tuple(E)), "adiabatic")
     spec = ElasticScattering(dis, side_jump=True, majorant=0.41, n_scan=16).build(fake)
     apply = spec["apply"]
     S = make_scratch_allocator(2, 2)()
@@ -531,7 +531,7 @@ def test_dephasing_collapses_onto_hybridised_states(name):
     nb, dim = model.nbands, model.dim
     field = Field(E=E)
     gamma = 0.7
-    fake = types.SimpleNamespace(model=model, field=field, dynamics="coherent")
+    fake = BuildContext(model, field, "coherent")
     spec = Dephasing(gamma).build(fake)
     apply = spec["apply"]
     S = make_scratch_allocator(dim, nb)()
@@ -685,7 +685,7 @@ class _BadChannel:
     def __init__(self, spec):
         self.spec = spec
 
-    def build(self, sim):
+    def build(self, ctx):
         return self.spec
 
 

@@ -79,17 +79,17 @@ def test_builtin_plugins_keyed_by_content_not_id():
     """Observables without cache_key() are keyed by the content of their kernel (no id() reuse)."""
     from observables import Current, Density
     from packets.models import MassiveDirac
-    from packets.simulation import _plugin_key
+    from packets.plugins import BuildContext, plugin_key
 
     m = MassiveDirac(1.0, 0.1)
 
     def key(nb):
         d = Density(edges=[np.linspace(-1, 1, nb), np.linspace(-1, 1, 5)])
-        return _plugin_key(d, d.build(m, "coherent")[3])
+        return plugin_key(d, d.build(BuildContext(m, None, "coherent"))[3])
 
     k1, k2, k3 = key(5), key(5), key(7)
     assert k1 == k2 and k1 != k3 and k1[0] == "content"
-    assert _plugin_key(Current(), Current().build(m, "coherent")[3])[0] == "content"
+    assert plugin_key(Current(), Current().build(BuildContext(m, None, "coherent"))[3])[0] == "content"
 
 
 # records the qualified name of every function numba compiles in the child process

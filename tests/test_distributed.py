@@ -34,7 +34,7 @@ from packets.ensemble import fermi
 from packets.models import MassiveDirac
 from scattering.channels import Dephasing
 
-from identity import STATE, assert_same_run, assert_same_state
+from identity import assert_same_run, assert_same_state
 
 MASS, MU, TEMP, KWIN = 0.5, 0.8, 0.1, 3.0
 DT, SHARD = 0.04, 512
@@ -94,8 +94,7 @@ def dask_env():
     addrs = sorted(client.scheduler_info()["workers"])
     # warm-up: one small task pinned to each worker compiles its kernels
     warm = make_sim(ensemble(SHARD, seed=1))
-    config = dict(warm._config, seed=warm.seed)
-    state = {n: getattr(warm, n) for n in STATE}
+    config, state = warm.config, warm.state
     plan = {"t_end": 2 * DT, "record_every": DT}
     futs = [client.submit(pdist.run_task, config, state, 0.0, False, plan, False, workers=[a],
                           allow_other_workers=False, pure=False) for a in addrs]

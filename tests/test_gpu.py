@@ -64,7 +64,7 @@ class KickChannel:
         self.params = np.array([q, accept, flip])
         self.rate = rate
 
-    def build(self, sim):
+    def build(self, ctx):
         return {"apply": kick_apply, "params": self.params, "majorant": self.rate}
 
     def cache_key(self):

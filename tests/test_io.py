@@ -40,6 +40,7 @@ import pytest
 
 import packets.distributed as pdist
 import packets.io as pio
+import packets.simulation as simulation_module
 from observables import BandPopulation, Current
 from packets import Ensemble, Field, Result, Simulation
 from packets.models import MassiveDirac
@@ -245,6 +246,24 @@ def test_half_runs_merge_exactly(base):
     r4 = make_sim(ens.subset(slice(half, N))).run(T_END, 2 * DT)
     with pytest.raises(ValueError):
         r1 + r4
+
+
+def test_from_state_continues_the_run_exactly(base):
+    """config + state -> Simulation.from_state (the path of resume and of distributed tasks): bit-identical."""
+    sim0, full = base
+    sim = make_sim(ensemble())
+    sim.run(2 * REC, REC)
+    cfg, state = sim.config, {k: a.copy() for k, a in sim.state.items()}
+    assert set(cfg) == set(simulation_module.CONFIG_KEYS) and set(state) == set(STATE)
+    again = Simulation.from_state(cfg, state, t=sim.t, packet_steps=sim.packet_steps)
+    tail = again.run(T_END, REC)
+    sim.run(T_END, REC)
+    assert_same_state(again, sim)
+    assert_same_state(again, sim0)
+    # the continued interval sums are those of the uninterrupted run from 2 REC on
+    assert np.array_equal(tail._sums[1:], full._sums[3:])
+    with pytest.raises(ValueError, match="lack"):
+        Simulation.from_state({k: v for k, v in cfg.items() if k != "dt"}, state)
 
 
 def test_thread_count_does_not_change_results(base):
