@@ -24,6 +24,7 @@ from .field import Field
 from .packet import compose_channels, first_clock, make_packet_finish, make_packet_kernels
 from .plugins import BuildContext, plugin_key
 from .result import Result
+from .variant import Variant
 
 DYNAMICS = ("coherent", "adiabatic")
 INTEGRATORS = ("rk4", "adaptive")
@@ -284,9 +285,6 @@ class Simulation:
 
     def _build(self):
         model, field = self.model, self.field
-        key = (self.backend, self.manifold, model.h, model.dhdk, model.dhdx, model.textured, model.dim, model.nbands, field.efield,
-               field.potential, field.has_B, field.has_potential, self.dynamics, self.integrator,
-               self.orbital_moment)
         layout = {}
         kernels = []
         offsets = []
@@ -340,9 +338,10 @@ class Simulation:
             _init_clocks(self.clock, self.pid, self.key[0], self.key[1], gtot)
         self.layout = layout
         self.ncomp = max(off, 1)
-        key = key + (tuple(okeys), tuple(ckeys), tuple(clens), tuple(coffs))
-        if key in _KERNEL_CACHE:
-            self._advance = _KERNEL_CACHE[key]
+        self.variant = Variant.of(self.backend, self.dynamics, self.integrator, self.manifold, self.orbital_moment,
+                                  model, field, okeys, ckeys)
+        if self.variant in _KERNEL_CACHE:
+            self._advance = _KERNEL_CACHE[self.variant]
             return
         if self.dynamics == "coherent" and self.manifold is not None:
             from .manifold import make_manifold_step
@@ -359,9 +358,7 @@ class Simulation:
         tally = compose_tally(kernels, offsets)
         start, finish = make_packet_finish(context, tally, model.dim, model.nbands, self.ncomp, self.nev)
         self._parts = (advance_packet, start, finish)
-        groups = scratch.scratch_groups(adaptive=adaptive is not None, manifold=self.manifold is not None,
-                                        events=nchan > 0)
-        s_layout = scratch.scratch_layout(model.dim, model.nbands, groups)
+        s_layout = scratch.scratch_layout(model.dim, model.nbands, self.variant.scratch_groups())
         c_layout = scratch.context_layout(model.dim, model.nbands)
         if self.backend == "cuda":
             import gpu
@@ -382,7 +379,7 @@ class Simulation:
                 lanes = (step, cross, nchan > 0)
             adv = build_advance(advance_packet, start, finish, s_layout, c_layout, model.dim, model.nbands,
                                 self.ncomp, self.nev, lanes=lanes)
-        _KERNEL_CACHE[key] = adv
+        _KERNEL_CACHE[self.variant] = adv
         self._advance = adv
 
     def _params(self):

@@ -74,3 +74,23 @@ def test_kernel_reaching_an_undeclared_group_does_not_compile():
 
     with pytest.raises(numba.core.errors.TypingError):
         uses_events()
+
+
+def test_variant_is_the_compiled_specialisation_not_the_values():
+    """Equal Variant <=> same kernels: parameter values do not enter, fillers, fields and plug-ins do."""
+    from packets import models
+    from packets.field import Field
+    from packets.variant import Variant
+
+    def variant(model, field, dynamics="coherent", channels=()):
+        return Variant.of("cpu", dynamics, "rk4", None, True, model, field, (("obs", 4, (4,)),), channels)
+
+    a = variant(models.MassiveDirac(mass=0.3), Field(E=(0.01, 0.0)))
+    b = variant(models.MassiveDirac(mass=0.5, velocity=2.0), Field(E=(0.0, 0.2)))
+    assert a == b and hash(a) == hash(b) and {a: 1}[b] == 1
+    assert a != variant(models.MassiveDirac(mass=0.3), Field(E=(0.01, 0.0), B=0.1))  # B term compiled in
+    assert a != variant(models.MassiveDirac(mass=0.3), Field(E=(0.01, 0.0)), dynamics="adiabatic")
+    assert a != variant(models.BHZ(), Field(E=(0.01, 0.0)))
+    with_channel = variant(models.MassiveDirac(mass=0.3), Field(E=(0.01, 0.0)), channels=(("kick", 3),))
+    assert a != with_channel and with_channel.channel_offsets() == [0]
+    assert "events" in with_channel.scratch_groups() and "events" not in a.scratch_groups()
