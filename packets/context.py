@@ -30,11 +30,6 @@ from . import scratch as sc
 from .eom import inlined, make_adiabatic_rates, make_coherent_rates
 
 
-def make_context_allocator(dim, nb):
-    """CPU allocator of the context tuple (layout in :mod:`packets.scratch`)."""
-    return sc.make_allocator(sc.context_layout(dim, nb), "cpu")
-
-
 def make_context(model, field, dynamics, orbital_moment=True, manifold=None):
     """Build the context kernel for ``dynamics`` in {"coherent", "adiabatic"}.
 

@@ -298,8 +298,7 @@ class Simulation:
             okeys.append((plugin_key(o, kern), nc, tuple(shape)))
             offsets.append(off)
             off += nc
-        applies, coffs, clens, pcs, gmax, ckeys = [], [], [], [], [], []
-        coff = 0
+        applies, clens, pcs, gmax, ckeys = [], [], [], [], []
         names = set(layout)
         for ch in self.channels:
             spec = ch.build(ctx)
@@ -316,11 +315,9 @@ class Simulation:
             if not (np.isfinite(g) and g >= 0.0):
                 raise ValueError(f"channel {name!r}: majorant rate must be finite and >= 0, got {g}")
             applies.append(spec["apply"])
-            coffs.append(coff)
             clens.append(pc.size)
             pcs.append(pc)
             gmax.append(g)
-            coff += pc.size
             ckeys.append((plugin_key(ch, spec["apply"]), pc.size))
         nchan = len(applies)
         self.channel_names = [getattr(ch, "name", type(ch).__name__) for ch in self.channels]
@@ -352,7 +349,7 @@ class Simulation:
         else:
             step = make_adiabatic_step(model, field, self.orbital_moment)
         adaptive = make_adaptive_advance(model, step) if self.integrator == "adaptive" else None
-        event = compose_channels(applies, coffs, clens)
+        event = compose_channels(applies, self.variant.channel_offsets(), clens)
         advance_packet, cross = make_packet_kernels(step, adaptive, event, nchan)
         context = make_context(model, field, self.dynamics, self.orbital_moment, self.manifold)
         tally = compose_tally(kernels, offsets)
