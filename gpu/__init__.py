@@ -14,7 +14,7 @@ available(allow_simulator=False) -> (bool, str)
     Whether a GPU and a CUDA compiler are usable, with the reason.
 device_info() -> dict
     Device name, compute capability, numba-cuda version, SM count, memory.
-build_cuda_advance(advance_packet, context, tally, alloc_scratch, alloc_context, dim, nb, ncomp, nev, ...)
+build_cuda_advance(advance_packet, start, finish, alloc_scratch, alloc_context, schema, dim, nb, ncomp, nev, ...)
     The CUDA driver (:mod:`gpu.driver`); returns a :class:`gpu.driver.CudaAdvance`.
 CudaAdvance, CudaRunner
     Kernel + launch logic; device-resident ensemble across record intervals.

@@ -67,9 +67,10 @@ SHARED_LIMIT = 48 * 1024
 #: fraction of free device memory the ensemble may take (the rest: local memory of resident threads, out, P)
 MEMORY_FRACTION = 0.5
 
-_STATE = ("X", "K", "CHI", "BAND", "W", "STATUS", "PID", "CLOCK", "EV")
-#: arrays the kernel changes (downloaded); W and PID are read-only
-_MUTABLE = ("X", "K", "CHI", "BAND", "STATUS", "CLOCK", "EV")
+#: the packet-state arrays the kernel takes, in its argument order.  Their dtypes, shapes and which
+#: of them the kernel writes come with the schema ``packets.state.gpu_schema()`` that
+#: build_cuda_advance receives (gpu/ imports nothing from packets); it must name these, in this order.
+KERNEL_STATE = ("x", "k", "chi", "band", "weight", "status", "pid", "clock", "ev")
 
 
 def _simulator_on():
@@ -199,7 +200,7 @@ class CudaAdvance:
     Calling it has the signature and semantics of the CPU driver's ``advance``
     (:func:`packets.driver_cpu.build_advance`)::
 
-        adv(X, K, CHI, BAND, W, STATUS, PID, CLOCK, EV, t0, dt, nsteps, tol, P, key0, key1,
+        adv(x, k, chi, band, weight, status, pid, clock, ev, t0, dt, nsteps, tol, P, key0, key1,
             nbatch, shard, out, counts) -> packet_steps
 
     (``shard`` is accepted for compatibility and ignored: the GPU launch shape
@@ -213,6 +214,9 @@ class CudaAdvance:
 
     Attributes
     ----------
+    schema : tuple
+        The packet-state schema ``(name, dtype, per_packet, kernel_writes)`` per array, in
+        :data:`KERNEL_STATE` order (``packets.state.gpu_schema()``).
     dim, nb, ncomp, nev : int
         Spatial dimension, bands, tally components, event components.
     threads_per_block, blocks_per_sm : int
@@ -221,10 +225,11 @@ class CudaAdvance:
         Shared-memory budget (bytes) of the per-block tally accumulator.
     """
 
-    def __init__(self, pyfunc, kernel, dim, nb, ncomp, nev, threads_per_block=None, blocks_per_sm=BLOCKS_PER_SM,
-                 blocks=None, shared_limit=SHARED_LIMIT):
+    def __init__(self, pyfunc, kernel, schema, dim, nb, ncomp, nev, threads_per_block=None,
+                 blocks_per_sm=BLOCKS_PER_SM, blocks=None, shared_limit=SHARED_LIMIT):
         self.pyfunc = pyfunc
         self.kernel = kernel
+        self.schema = tuple(schema)
         self.dim = int(dim)
         self.nb = int(nb)
         self.ncomp = int(ncomp)
@@ -262,24 +267,24 @@ class CudaAdvance:
         return nbytes if nbytes <= self.shared_limit else 0
 
     def launch(self, d, n, t0, dt, nsteps, tol, P, key0, key1, nbatch, d_out, d_counts, d_steps):
-        """Launch the kernel once on device arrays ``d`` (dict of the nine state arrays) for ``n`` packets."""
+        """Launch the kernel once on device arrays ``d`` (``{name: array}`` of the packet state) for ``n`` packets."""
         if n <= 0:
             return
         blocks, threads = self.launch_config(n)
         shm = self.shared_bytes(nbatch)
         self.kernel[blocks, threads, 0, shm](
-            d["X"], d["K"], d["CHI"], d["BAND"], d["W"], d["STATUS"], d["PID"], d["CLOCK"], d["EV"], np.int64(n),
+            *(d[name] for name in KERNEL_STATE), np.int64(n),
             np.float64(t0), np.float64(dt), np.int64(nsteps), np.float64(tol), P, np.uint64(key0), np.uint64(key1),
             np.int64(nbatch), np.int64(1 if shm else 0), d_out, d_counts, d_steps)
 
     # -- host API ----------------------------------------------------------------
-    def runner(self, X, K, CHI, BAND, W, STATUS, PID, CLOCK, EV, P, max_packets=None):
-        """A :class:`CudaRunner` that keeps this ensemble on the device across intervals."""
-        return CudaRunner(self, X, K, CHI, BAND, W, STATUS, PID, CLOCK, EV, P, max_packets=max_packets)
+    def runner(self, state, P, max_packets=None):
+        """A :class:`CudaRunner` that keeps the packet ``state`` (``{name: array}``) on the device across intervals."""
+        return CudaRunner(self, state, P, max_packets=max_packets)
 
-    def __call__(self, X, K, CHI, BAND, W, STATUS, PID, CLOCK, EV, t0, dt, nsteps, tol, P, key0, key1, nbatch,
+    def __call__(self, x, k, chi, band, weight, status, pid, clock, ev, t0, dt, nsteps, tol, P, key0, key1, nbatch,
                  shard, out, counts):
-        r = CudaRunner(self, X, K, CHI, BAND, W, STATUS, PID, CLOCK, EV, P)
+        r = CudaRunner(self, dict(zip(KERNEL_STATE, (x, k, chi, band, weight, status, pid, clock, ev))), P)
         ns = r.advance(t0, dt, nsteps, tol, key0, key1, nbatch, out, counts)
         r.download()
         return ns
@@ -291,9 +296,11 @@ class CudaAdvance:
         f2 = types.float64[:, ::1]
         f1 = types.float64[::1]
         i1 = types.int64[::1]
-        return (f2, f2, types.complex128[:, ::1], i1, f1, types.int32[::1], i1, f1, i1, types.int64,
-                types.float64, types.float64, types.int64, types.float64, types.UniTuple(f1, int(nparams)),
-                types.uint64, types.uint64, types.int64, types.int64, f2, i1, i1)
+        state = tuple((numba.from_dtype(dtype)[::1] if per_packet == "" else numba.from_dtype(dtype)[:, ::1])
+                      for _name, dtype, per_packet, _writes in self.schema)
+        return state + (types.int64, types.float64, types.float64, types.int64, types.float64,
+                        types.UniTuple(f1, int(nparams)), types.uint64, types.uint64, types.int64, types.int64, f2,
+                        i1, i1)
 
     def ptx(self, cc=(9, 0), nparams=6):
         """PTX of the kernel for compute capability ``cc`` (no GPU needed; see :mod:`gpu.ptx`)."""
@@ -307,7 +314,7 @@ class CudaAdvance:
         return next(iter(res.values()))
 
 
-def build_cuda_advance(advance_packet, start, finish, alloc_scratch, alloc_context, dim, nb, ncomp, nev,
+def build_cuda_advance(advance_packet, start, finish, alloc_scratch, alloc_context, schema, dim, nb, ncomp, nev,
                        threads_per_block=None, blocks_per_sm=BLOCKS_PER_SM, blocks=None,
                        shared_limit=SHARED_LIMIT):
     """Build the CUDA driver for one kernel variant (GPU counterpart of ``packets.driver_cpu.build_advance``).
@@ -321,6 +328,9 @@ def build_cuda_advance(advance_packet, start, finish, alloc_scratch, alloc_conte
     alloc_scratch, alloc_context : CUDA device functions
         ``packets.scratch.make_allocator(scratch_layout(dim, nb), "cuda")`` and
         ``make_allocator(context_layout(dim, nb), "cuda")``.
+    schema : tuple
+        ``packets.state.gpu_schema()``: per packet-state array ``(name, dtype, per_packet,
+        kernel_writes)``; the names must be :data:`KERNEL_STATE`, in order.
     dim, nb, ncomp, nev : int
         Dimension, bands, tally components (events included), event components (last ``nev``).
     threads_per_block, blocks_per_sm, blocks, shared_limit
@@ -332,9 +342,12 @@ def build_cuda_advance(advance_packet, start, finish, alloc_scratch, alloc_conte
         Callable with the CPU driver's ``advance`` signature; ``.runner(...)``
         keeps the ensemble on the device.
     """
+    names = tuple(entry[0] for entry in schema)
+    if names != KERNEL_STATE:
+        raise ValueError(f"the packet-state schema names {names}; the CUDA kernel takes {KERNEL_STATE} in this order")
     pyfunc, kernel = _make_kernel(advance_packet, start, finish, alloc_scratch, alloc_context, int(dim), int(nb),
                                   int(ncomp), int(nev))
-    return CudaAdvance(pyfunc, kernel, dim, nb, ncomp, nev, threads_per_block=threads_per_block,
+    return CudaAdvance(pyfunc, kernel, schema, dim, nb, ncomp, nev, threads_per_block=threads_per_block,
                        blocks_per_sm=blocks_per_sm, blocks=blocks, shared_limit=shared_limit)
 
 
@@ -356,10 +369,11 @@ class CudaRunner:
     Parameters
     ----------
     adv : CudaAdvance
-    X, K, CHI, BAND, W, STATUS, PID, CLOCK, EV : numpy arrays
-        The host state (the CPU driver's arrays: float64[n, dim] x2,
-        complex128[n, nb], int64[n], float64[n], int32[n], int64[n], float64[n],
-        int64[n]), C-contiguous.  :meth:`download` writes back into them in place.
+    state : mapping
+        The host packet state, ``{name: numpy array}`` for the names of the
+        schema ``adv.schema`` (a ``packets.state.PacketState.as_dict()``), each
+        C-contiguous of the schema's dtype and shape.  :meth:`download` writes
+        the arrays the kernel changes back into them in place.
     P : tuple of float64 arrays
         Parameter arrays (model, E field, potential, B, channels, majorants);
         uploaded once and re-uploaded only when their values change.
@@ -377,24 +391,25 @@ class CudaRunner:
         Packets per device chunk.
     """
 
-    def __init__(self, adv, X, K, CHI, BAND, W, STATUS, PID, CLOCK, EV, P, max_packets=None):
+    def __init__(self, adv, state, P, max_packets=None):
         self.adv = adv
-        host = dict(zip(_STATE, (X, K, CHI, BAND, W, STATUS, PID, CLOCK, EV)))
-        n = X.shape[0]
-        for name, a in host.items():
+        missing = [name for name in KERNEL_STATE if name not in state]
+        if missing:
+            raise ValueError(f"the packet state lacks {missing}")
+        host = {name: state[name] for name in KERNEL_STATE}
+        n = host["x"].shape[0]
+        trailing = {"": (), "dim": (adv.dim,), "nbands": (adv.nb,)}
+        for name, dtype, per_packet, _writes in adv.schema:
+            a = host[name]
             if not isinstance(a, np.ndarray) or not a.flags.c_contiguous:
                 raise ValueError(f"{name} must be a C-contiguous numpy array (use np.ascontiguousarray)")
-            if a.shape[0] != n:
-                raise ValueError(f"{name} has {a.shape[0]} rows, expected {n} (one per packet)")
-        expect = {"X": (np.float64, (n, adv.dim)), "K": (np.float64, (n, adv.dim)),
-                  "CHI": (np.complex128, (n, adv.nb)), "BAND": (np.int64, (n,)), "W": (np.float64, (n,)),
-                  "STATUS": (np.int32, (n,)), "PID": (np.int64, (n,)), "CLOCK": (np.float64, (n,)),
-                  "EV": (np.int64, (n,))}
-        for name, (dt, shape) in expect.items():
-            a = host[name]
-            if a.dtype != dt or a.shape != shape:
-                raise ValueError(f"{name} must be {np.dtype(dt).name}{list(shape)}, got {a.dtype.name}{list(a.shape)}")
+            shape = (n,) + trailing[per_packet]
+            if a.dtype != dtype or a.shape != shape:
+                raise ValueError(f"{name} must be {np.dtype(dtype).name}{list(shape)}, got "
+                                 f"{a.dtype.name}{list(a.shape)}")
         self.host = host
+        #: what the kernel changes, downloaded after a run (weight and pid are only read)
+        self.mutable = tuple(name for name, _dtype, _per_packet, writes in adv.schema if writes)
         self.n = n
         if max_packets is None:
             max_packets = max_resident_packets(_bytes_per_packet(host.values()))
@@ -424,7 +439,7 @@ class CudaRunner:
     def download(self):
         """Copy the device state back into the host arrays (in place); no-op in chunked mode (always current)."""
         if self.resident:
-            for name in _MUTABLE:
+            for name in self.mutable:
                 self.dev[name].copy_to_host(self.host[name])
 
     def advance(self, t0, dt, nsteps, tol, key0, key1, nbatch, out, counts, P=None):
@@ -463,12 +478,12 @@ class CudaRunner:
         else:
             for s in range(0, self.n, self.chunk):
                 m = min(self.chunk, self.n - s)
-                view = {name: self.dev[name][:m] for name in _STATE}
-                for name in _STATE:
+                view = {name: self.dev[name][:m] for name in KERNEL_STATE}
+                for name in KERNEL_STATE:
                     view[name].copy_to_device(self.host[name][s:s + m])
                 self.adv.launch(view, m, t0, dt, nsteps, tol, self._P_dev, key0, key1, nbatch, d_out, d_counts,
                                 d_steps)
-                for name in _MUTABLE:
+                for name in self.mutable:
                     view[name].copy_to_host(self.host[name][s:s + m])
         if sharded:
             out[0] = d_out.copy_to_host()

@@ -6,11 +6,13 @@ models      band Hamiltonians H(x, k) and their kernel fillers
 geometry    energies, Bloch states, Berry connection/curvature, quantum
             metric, orbital moment, Berry connection polarizability, Chern numbers
 bandgeom    the same geometry as kernel-callable per-point functions
-ensemble    the packet ensemble (structure of arrays) and its samplers
+state       the packet state: one schema (COMPONENTS) and PacketState
+ensemble    the initial packet ensemble and its samplers
 field       uniform E(t), B and a scalar potential U(x)
 eom         per-packet equations of motion and integrators (coherent, adiabatic)
 packet      one packet over one record interval: steps plus stochastic events
 simulation  Simulation: composes everything and runs it on a backend
+spec        Spec: a simulation apart from its packet state (checkpoints, tasks)
 result      Result: time series with batch-means error bars, conductivity
 rng         counter-based Philox4x32-10 random numbers (same on CPU and GPU)
 linalg      kernel-callable small Hermitian eigensolvers

@@ -185,17 +185,20 @@ def _uniform_block(k0, k1, pid, counter, out):
     f(np.uint64(k0), np.uint64(k1), pid, np.uint64(counter), out)
 
 
-def run_task(config, state, t0, records_before, plan, want_state=True):
+def run_task(spec, state, t0, records_before, plan, want_state=True):
     """Run one task (a pid range) for the whole time plan; pure and picklable.
 
-    Returns a dict with the per-batch sums and counts of every record
-    interval (nt, nbatch, ncomp), the final state (if ``want_state``),
-    packet-steps and status counts.
+    ``spec``: the :class:`packets.spec.Spec` of the parent Simulation;
+    ``state``: the task's :class:`packets.state.PacketState` (or a mapping of
+    its ensemble components, for an ensemble loaded by the task).  Returns a
+    dict with the per-batch sums and counts of every record interval (nt,
+    nbatch, ncomp), the final state (if ``want_state``), packet-steps and
+    status counts.
     """
-    from .simulation import STATE, Simulation
+    from .simulation import Simulation
 
     # tasks run on the CPU of their worker whatever the parent's backend
-    sim = Simulation.from_state(config, state, t=t0, progress=False, backend="cpu")
+    sim = Simulation.from_state(spec, state, t=t0, progress=False, backend="cpu")
     res = sim.run(plan["t_end"], plan["record_every"])
     sums = res._sums
     counts = res.counts
@@ -205,10 +208,10 @@ def run_task(config, state, t0, records_before, plan, want_state=True):
         counts = counts[1:]
     out = {"sums": sums, "counts": counts, "times": res.times[1:] if records_before else res.times,
            "E": res.E[1:] if records_before else res.E, "packet_steps": sim.packet_steps,
-           "status": sim.status.copy(), "layout": res.layout, "first_pid": int(state["pid"][0]),
+           "status": sim.status.copy(), "layout": res.layout, "first_pid": int(sim.pid[0]),
            "t": sim.t}
     if want_state:
-        out["state"] = {n: getattr(sim, n).copy() for n in STATE}
+        out["state"] = sim.packets.copy()
     return out
 
 
@@ -232,7 +235,7 @@ def run_sharded(sim, t_end, record_every, client=None, workers=None, task_size=N
     ``stream=True``.  Returns (times, E, sums, counts, packet_steps, states).
     """
     from .driver_cpu import tree_reduce
-    from .simulation import ENSEMBLE_STATE
+    from .state import ENSEMBLE
 
     n = source.n if source is not None else sim.x.shape[0]
     if task_size is None:
@@ -247,7 +250,7 @@ def run_sharded(sim, t_end, record_every, client=None, workers=None, task_size=N
     ranges = _task_ranges(n, task_size)
     first_task = int(sim.pid[0] // task_size) if source is None and sim.pid[0] % task_size == 0 else 0
     records_before = bool(sim._records)
-    config = sim.config
+    spec = sim.spec
     plan = {"t_end": float(t_end), "record_every": float(record_every)}
 
     full = sim.state if source is None else None
@@ -255,8 +258,8 @@ def run_sharded(sim, t_end, record_every, client=None, workers=None, task_size=N
     def state_of(lo, hi):
         if source is not None:
             e = source.load(lo, hi)
-            return {k: getattr(e, k) for k in ENSEMBLE_STATE}
-        return {k: a[lo:hi] for k, a in full.items()}
+            return {k: getattr(e, k) for k in ENSEMBLE}
+        return full[lo:hi]
 
     results = [None] * len(ranges)
     bar = None
@@ -282,7 +285,7 @@ def run_sharded(sim, t_end, record_every, client=None, workers=None, task_size=N
 
             futs = {}
             for i, (lo, hi) in enumerate(ranges):
-                f = client.submit(run_task, config, state_of(lo, hi), sim.t, records_before, plan, keep_state,
+                f = client.submit(run_task, spec, state_of(lo, hi), sim.t, records_before, plan, keep_state,
                                   key=f"packets-task-{sim.seed}-{lo}-{hi}-{time.time_ns()}", pure=False, retries=3)
                 futs[f] = i
             for f in as_completed(futs):
@@ -291,7 +294,7 @@ def run_sharded(sim, t_end, record_every, client=None, workers=None, task_size=N
                     bar.update(1)
         else:
             for i, (lo, hi) in enumerate(ranges):
-                results[i] = run_task(config, state_of(lo, hi), sim.t, records_before, plan, keep_state)
+                results[i] = run_task(spec, state_of(lo, hi), sim.t, records_before, plan, keep_state)
                 if bar is not None:
                     bar.update(1)
     finally:

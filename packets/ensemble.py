@@ -49,6 +49,8 @@ import math
 
 import numpy as np
 
+from .state import ENSEMBLE as ENSEMBLE_COMPONENTS
+
 __all__ = ["Ensemble", "STATUS", "STATUS_OK", "fermi", "model_signature", "DEFAULT_WINDOW_KT"]
 
 
@@ -355,7 +357,8 @@ class Ensemble:
         Constructor parameters and diagnostics (mu, temperature, window, ...).
     """
 
-    _ARRAYS = ("x", "k", "chi", "band", "weight", "status", "pid")
+    #: the per-packet arrays: the ensemble components of the one packet-state schema (packets.state)
+    _ARRAYS = ENSEMBLE_COMPONENTS
 
     def __init__(self, x, k, chi, band, weight, *, status=None, pid=None, model_signature, seed, kind,
                  info=None, model_description=None):

@@ -196,7 +196,6 @@ def load_result(path):
 # checkpoints
 # ----------------------------------------------------------------------------
 
-STATE_FIELDS = ("x", "k", "chi", "band", "weight", "status", "pid", "clock", "ev")
 
 
 def _digest(arrays, config_bytes, scalars_json):

@@ -8,6 +8,7 @@ Compiled kernels are cached per process by what they close over (model
 fillers, field functions, dynamics, integrator, observables), so a second
 Simulation with other parameter *values* does not recompile.
 """
+import dataclasses
 import math
 import os
 import time
@@ -24,6 +25,9 @@ from .field import Field
 from .packet import compose_channels, first_clock, make_packet_finish, make_packet_kernels
 from .plugins import BuildContext, plugin_key
 from .result import Result
+from .spec import Spec
+from .state import COMPONENTS as STATE_COMPONENTS, ENSEMBLE as ENSEMBLE_COMPONENTS, NAMES as STATE_NAMES
+from .state import PacketState, gpu_schema
 from .variant import Variant
 
 DYNAMICS = ("coherent", "adiabatic")
@@ -32,14 +36,6 @@ BACKENDS = ("cpu", "cuda", "auto")
 
 _KERNEL_CACHE = {}
 
-#: The per-packet state arrays, one schema for the live ensemble, checkpoints and distributed tasks:
-#: the ensemble (x, k, chi, band, weight, status, pid) plus the event clocks and event counters.
-STATE = ("x", "k", "chi", "band", "weight", "status", "pid", "clock", "ev")
-ENSEMBLE_STATE = STATE[:7]
-#: What rebuilds a Simulation besides its packet state (:attr:`Simulation.config`): the
-#: constructor's arguments except the ensemble and the progress display.
-CONFIG_KEYS = ("model", "field", "dynamics", "channels", "observables", "dt", "integrator", "tol", "backend",
-               "nbatch", "shard", "orbital_moment", "seed", "manifold")
 
 
 def _round_down(v, digits=3):
@@ -146,12 +142,10 @@ class Simulation:
         if int(nbatch) < 2:
             raise ValueError("nbatch must be >= 2 to estimate error bars")
         model.check()
-        self.model = model
         field = Field(dim=model.dim) if field is None else field
         if field.dim != model.dim:
             raise ValueError(f"the field is {field.dim}-D but the model is {model.dim}-D; give E with {model.dim} "
                              "components")
-        self.field = field
         self.source = None
         if hasattr(ensemble, "load") and hasattr(ensemble, "n"):
             # an EnsembleSource: validate and build on its first packets; the
@@ -168,7 +162,6 @@ class Simulation:
             arr = getattr(ensemble, name)
             if arr.shape[1:] != shape:
                 raise ValueError(f"ensemble.{name} has shape {arr.shape}, expected (n,) + {shape} for this model")
-        self.dynamics = dynamics
         if manifold is not None:
             if dynamics != "coherent":
                 raise ValueError("manifold=(lo, hi) needs dynamics='coherent'")
@@ -180,35 +173,26 @@ class Simulation:
                 manifold = None  # the whole band set: plain coherent dynamics
             else:
                 manifold = (lo, hi)
-        self.manifold = manifold
-        self.integrator = integrator
-        self.tol = float(tol)
-        self.backend = backend
-        self.dt = float(dt)
-        self.nbatch = int(nbatch)
-        self.shard = int(shard)
-        if self.shard < 1:
+        if int(shard) < 1:
             raise ValueError("shard must be >= 1")
-        self.orbital_moment = bool(orbital_moment)
-        self.progress = progress
-        self.observables = list(observables)
-        names = [o.name for o in self.observables]
+        names = [o.name for o in observables]
         if len(set(names)) != len(names):
             raise ValueError(f"observable names must be unique, got {names}")
-        # state (copied)
-        self.x = np.ascontiguousarray(ensemble.x, dtype=np.float64).copy()
-        self.k = np.ascontiguousarray(ensemble.k, dtype=np.float64).copy()
-        self.chi = np.ascontiguousarray(ensemble.chi, dtype=np.complex128).copy()
-        self.band = np.ascontiguousarray(ensemble.band, dtype=np.int64).copy()
-        self.weight = np.ascontiguousarray(ensemble.weight, dtype=np.float64).copy()
-        self.status = np.ascontiguousarray(ensemble.status, dtype=np.int32).copy()
-        self.pid = np.ascontiguousarray(ensemble.pid, dtype=np.int64).copy()
-        self.seed = seed if seed is not None else getattr(ensemble, "seed", None)
-        if self.seed is None:
-            self.seed = int(np.random.SeedSequence().entropy)
+        if seed is None:
+            seed = getattr(ensemble, "seed", None)
+        if seed is None:
+            seed = int(np.random.SeedSequence().entropy)
+        #: the configuration, held once (self.model, self.dt, ... read it)
+        self.spec = Spec(model=model, field=field, dynamics=dynamics, channels=tuple(channels),
+                         observables=tuple(observables), dt=float(dt), integrator=integrator, tol=float(tol),
+                         backend=backend, nbatch=int(nbatch), shard=int(shard), orbital_moment=bool(orbital_moment),
+                         seed=seed, manifold=manifold)
+        self.progress = progress
+        # the packet state (copied; the event clocks and counters start afresh)
+        self.packets = PacketState.from_arrays({n: getattr(ensemble, n) for n in ENSEMBLE_COMPONENTS}, model.dim,
+                                               model.nbands)
         k0, k1 = np.random.SeedSequence(self.seed, spawn_key=(7,)).generate_state(2, np.uint32)
         self.key = (np.uint64(k0), np.uint64(k1))
-        self.channels = list(channels)
         self._ensemble_info = {"kind": getattr(ensemble, "kind", None), "info": getattr(ensemble, "info", None),
                                "seed": getattr(ensemble, "seed", None)}
         if np.any((self.band < 0) | (self.band >= model.nbands)):
@@ -231,7 +215,6 @@ class Simulation:
         self.packet_steps = 0
         self._runner = None
         self._task_status = None
-        self.ev = np.zeros(self.x.shape[0], dtype=np.int64)
         self.started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         self._plan = None
         self._records = []
@@ -330,13 +313,12 @@ class Simulation:
         self.pc = np.concatenate(pcs) if pcs else np.zeros(1)
         self.gmax = np.array(gmax if gmax else [0.0], dtype=np.float64)
         gtot = float(np.sum(self.gmax)) if nchan else 0.0
-        self.clock = np.full(self.x.shape[0], np.inf)
+        self.clock[:] = np.inf
         if nchan and gtot > 0:
             _init_clocks(self.clock, self.pid, self.key[0], self.key[1], gtot)
         self.layout = layout
         self.ncomp = max(off, 1)
-        self.variant = Variant.of(self.backend, self.dynamics, self.integrator, self.manifold, self.orbital_moment,
-                                  model, field, okeys, ckeys)
+        self.variant = Variant.of(self.spec, okeys, ckeys)
         if self.variant in _KERNEL_CACHE:
             self._advance = _KERNEL_CACHE[self.variant]
             return
@@ -364,8 +346,8 @@ class Simulation:
             for fn in (advance_packet, start, finish):
                 compile_cache.enable(fn)
             adv = gpu.build_cuda_advance(advance_packet, start, finish, scratch.make_allocator(s_layout, "cuda"),
-                                         scratch.make_allocator(c_layout, "cuda"), model.dim, model.nbands,
-                                         self.ncomp, self.nev)
+                                         scratch.make_allocator(c_layout, "cuda"), gpu_schema(), model.dim,
+                                         model.nbands, self.ncomp, self.nev)
         else:
             # the lane driver (packets.driver_cpu) vectorises fixed steps across packets; it pays for the
             # closed-form two-band coherent step, whose loop LLVM vectorises.  Not with SVML: vectorised
@@ -396,8 +378,7 @@ class Simulation:
         if self.backend == "cuda":
             # ensemble stays on the device across record intervals (gpu.CudaRunner)
             if self._runner is None:
-                self._runner = self._advance.runner(self.x, self.k, self.chi, self.band, self.weight, self.status,
-                                                    self.pid, self.clock, self.ev, self._params())
+                self._runner = self._advance.runner(self.packets.as_dict(), self._params())
             out = np.zeros((self.nbatch, self.ncomp))
             counts = np.zeros(self.nbatch, dtype=np.int64)
             ns = self._runner.advance(self.t, self.dt, nsteps, self.tol, self.key[0], self.key[1], self.nbatch, out,
@@ -410,9 +391,9 @@ class Simulation:
         nsh = max((n + self.shard - 1) // self.shard, 1)
         rows = np.zeros((nsh, self.nbatch, self.ncomp))
         crows = np.zeros((nsh, self.nbatch), dtype=np.int64)
-        ns = self._advance(self.x, self.k, self.chi, self.band, self.weight, self.status, self.pid, self.clock, self.ev,
-                           self.t, self.dt, nsteps, self.tol, self._params(), self.key[0], self.key[1], self.nbatch,
-                           self.shard, rows, crows)
+        # the CPU driver takes the state arrays in the order of the schema (packets.state.NAMES)
+        ns = self._advance(*self.packets.as_dict().values(), self.t, self.dt, nsteps, self.tol, self._params(),
+                           self.key[0], self.key[1], self.nbatch, self.shard, rows, crows)
         first = self._first_shard()
         out = tree_reduce(rows, first)
         counts = tree_reduce(crows, first)
@@ -558,8 +539,7 @@ class Simulation:
         codes = np.concatenate([r["status"] for r in task_results])
         self._task_status = codes
         if keep:
-            for name in STATE:
-                setattr(self, name, np.concatenate([st_[name] for st_ in states]))
+            self.packets = PacketState.concatenate(states)
         return self.result()
 
     # ------------------------------------------------------------------
@@ -570,53 +550,41 @@ class Simulation:
                             status=self.status)
 
     @property
-    def config(self):
-        """Everything but the packet state that rebuilds this Simulation (keys :data:`CONFIG_KEYS`).
-
-        With :attr:`state` it is what a checkpoint stores and what a
-        distributed task carries; :meth:`from_state` turns the two back into a
-        Simulation.  ``seed`` is the resolved seed of the event streams.
-        """
-        return {"model": self.model, "field": self.field, "dynamics": self.dynamics,
-                "channels": list(self.channels), "observables": list(self.observables), "dt": self.dt,
-                "integrator": self.integrator, "tol": self.tol, "backend": self.backend, "nbatch": self.nbatch,
-                "shard": self.shard, "orbital_moment": self.orbital_moment, "seed": self.seed,
-                "manifold": self.manifold}
-
-    @property
     def state(self):
-        """The packet state: ``{name: array}`` for the names of :data:`STATE` (the live arrays, not copies)."""
+        """The :class:`packets.state.PacketState` (the live arrays, brought back from the GPU first)."""
         self._sync()
-        return {n: getattr(self, n) for n in STATE}
+        return self.packets
 
     @classmethod
-    def from_state(cls, config, state, t=0.0, packet_steps=0, progress=None, ensemble_info=None, **override):
-        """Rebuild a Simulation from its :attr:`config` and a packet :attr:`state`.
+    def from_state(cls, spec, state, t=0.0, packet_steps=0, progress=None, ensemble_info=None, **override):
+        """Rebuild a Simulation from its :attr:`spec` and a packet :attr:`state`.
 
         The one path by which a saved or shipped simulation comes back:
         :meth:`resume` uses it for checkpoints and distributed tasks for their
-        pid range.  ``state`` needs the ensemble arrays (x, k, chi, band,
-        weight, status, pid); with ``clock`` and ``ev`` the event streams
-        continue exactly where they stopped (otherwise they start afresh, as
-        for a new ensemble).  ``override``: config entries to replace (e.g.
-        ``backend``).  The time step is not re-checked: it was checked when
-        the run began.
+        pid range.  ``spec``: a :class:`packets.spec.Spec` (or the equivalent
+        dict of older checkpoints).  ``state``: a
+        :class:`packets.state.PacketState` or a mapping of its component
+        arrays; the ensemble components are required, and with ``clock`` and
+        ``ev`` the event streams continue exactly where they stopped
+        (otherwise they start afresh, as for a new ensemble).  ``override``:
+        spec entries to replace (e.g. ``backend``).  The time step is not
+        re-checked: it was checked when the run began.
         """
         from types import SimpleNamespace
 
-        cfg = dict(config)
-        cfg.update(override)
-        missing = [k for k in CONFIG_KEYS if k not in cfg] + [k for k in ENSEMBLE_STATE if k not in state]
-        if missing:
-            raise ValueError(f"from_state: config/state lack {missing}")
+        spec = Spec.coerce(spec)
+        if override:
+            spec = spec.replace(**override)
+        model = spec.model
+        if not isinstance(state, PacketState):
+            state = PacketState.from_arrays(state, model.dim, model.nbands, copy=False)
         info = ensemble_info or {}
-        ens = SimpleNamespace(**{k: state[k] for k in ENSEMBLE_STATE}, seed=cfg["seed"], kind=info.get("kind"),
-                              info=info.get("info"))
-        kw = {k: cfg[k] for k in CONFIG_KEYS if k not in ("model", "field")}
-        sim = cls(cfg["model"], ens, field=cfg["field"], progress=progress, check_dt=False, **kw)
-        if "clock" in state:
-            sim.clock = np.array(state["clock"], dtype=np.float64)
-            sim.ev = np.array(state["ev"], dtype=np.int64)
+        ens = SimpleNamespace(**{n: getattr(state, n) for n in ENSEMBLE_COMPONENTS}, seed=spec.seed,
+                              kind=info.get("kind"), info=info.get("info"))
+        sim = cls(model, ens, field=spec.field, progress=progress, check_dt=False, **spec.constructor_kwargs())
+        if np.any(np.isfinite(state.clock)) or np.any(state.ev):
+            sim.clock[:] = state.clock
+            sim.ev[:] = state.ev
         sim.t = float(t)
         sim.packet_steps = int(packet_steps)
         if ensemble_info is not None:
@@ -625,22 +593,21 @@ class Simulation:
 
     def state_nbytes(self):
         """Bytes of the packet state (what a checkpoint stores, before compression)."""
-        return int(sum(getattr(self, n).nbytes for n in STATE))
+        return self.packets.nbytes
 
     def checkpoint(self, path):
         """Write the full state, records and configuration to ``path`` (atomic, checksummed)."""
         from .io import write_checkpoint
 
-        arrays = dict(self.state)
+        arrays = self.state.as_dict()
         if self._records:
             arrays["rec_times"] = np.array([r[0] for r in self._records])
             arrays["rec_sums"] = np.stack([r[1] for r in self._records])
             arrays["rec_counts"] = np.stack([r[2] for r in self._records])
             arrays["rec_E"] = np.stack([r[3] for r in self._records])
-        config = self.config
         scalars = {"t": self.t, "packet_steps": self.packet_steps, "plan": self._plan, "started": self.started,
                    "ensemble": self._ensemble_info}
-        return write_checkpoint(path, arrays, config, scalars)
+        return write_checkpoint(path, arrays, self.spec, scalars)
 
     @classmethod
     def resume(cls, path, progress=None):
@@ -652,10 +619,10 @@ class Simulation:
         """
         from .io import read_checkpoint
 
-        arrays, config, scalars = read_checkpoint(path)
+        arrays, spec, scalars = read_checkpoint(path)
         n = arrays["x"].shape[0]
-        config.setdefault("manifold", None)  # checkpoints from before manifold dynamics
-        sim = cls.from_state(config, arrays, t=scalars["t"], packet_steps=scalars["packet_steps"],
+        state = {name: arrays[name] for name in STATE_NAMES if name in arrays}
+        sim = cls.from_state(spec, state, t=scalars["t"], packet_steps=scalars["packet_steps"],
                              progress=progress, ensemble_info=scalars.get("ensemble"))
         sim.started = scalars.get("started", sim.started)
         sim._plan = scalars.get("plan")
@@ -671,3 +638,21 @@ class Simulation:
         """Indices of packets whose status is not OK (excluded from tallies)."""
         self._sync()
         return np.flatnonzero(self.status != st.OK)
+
+
+# The configuration lives once, in Simulation.spec, and the packet state once, in Simulation.packets;
+# sim.dt, sim.model, ... and sim.x, sim.chi, ... are read-only views of them.
+def _spec_entry(name):
+    return property(lambda self: getattr(self.spec, name), doc=f"``spec.{name}`` (:class:`packets.spec.Spec`).")
+
+
+def _state_component(c):
+    return property(lambda self: getattr(self.packets, c.name),
+                    doc=f"``packets.{c.name}``: {c.meaning}, one entry per packet (:mod:`packets.state`).")
+
+
+for _f in dataclasses.fields(Spec):
+    setattr(Simulation, _f.name, _spec_entry(_f.name))
+for _c in STATE_COMPONENTS:
+    setattr(Simulation, _c.name, _state_component(_c))
+del _f, _c

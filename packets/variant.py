@@ -46,10 +46,16 @@ class Variant:
     channels: tuple = ()
 
     @classmethod
-    def of(cls, backend, dynamics, integrator, manifold, orbital_moment, model, field, observables=(), channels=()):
-        """The variant of a simulation with this model and field (objects) and plug-in keys."""
-        return cls(backend=backend, dynamics=dynamics, integrator=integrator,
-                   manifold=None if manifold is None else tuple(manifold), orbital_moment=bool(orbital_moment),
+    def of(cls, spec, observables=(), channels=()):
+        """The compiled projection of a :class:`packets.spec.Spec`, given its plug-ins' kernel keys.
+
+        ``observables``: per observable ``(kernel key, components, shape)``; ``channels``: per
+        channel ``(kernel key, number of parameters)`` (keys from :func:`packets.plugins.plugin_key`).
+        """
+        model, field = spec.model, spec.field
+        return cls(backend=spec.backend, dynamics=spec.dynamics, integrator=spec.integrator,
+                   manifold=None if spec.manifold is None else tuple(spec.manifold),
+                   orbital_moment=bool(spec.orbital_moment),
                    model=(model.h, model.dhdk, model.dhdx, model.textured, model.dim, model.nbands),
                    field=(field.efield, field.potential, field.has_B, field.has_potential),
                    observables=tuple(observables), channels=tuple(channels))

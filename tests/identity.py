@@ -2,7 +2,7 @@
 import numpy as np
 
 #: per-packet state arrays of a Simulation that a split or restarted run must reproduce exactly
-from packets.simulation import STATE  # noqa: E402  (the library's one schema)
+from packets.state import NAMES as STATE  # noqa: E402  (the library's one schema)
 
 
 def assert_same_run(a, b):

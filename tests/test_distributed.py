@@ -94,9 +94,9 @@ def dask_env():
     addrs = sorted(client.scheduler_info()["workers"])
     # warm-up: one small task pinned to each worker compiles its kernels
     warm = make_sim(ensemble(SHARD, seed=1))
-    config, state = warm.config, warm.state
+    spec, state = warm.spec, warm.state
     plan = {"t_end": 2 * DT, "record_every": DT}
-    futs = [client.submit(pdist.run_task, config, state, 0.0, False, plan, False, workers=[a],
+    futs = [client.submit(pdist.run_task, spec, state, 0.0, False, plan, False, workers=[a],
                           allow_other_workers=False, pure=False) for a in addrs]
     env = {"client": client, "cluster": cluster, "warm": futs}
     yield env

@@ -34,6 +34,7 @@ from packets import Ensemble, Field, Simulation, models, rng
 from packets import simulation as simulation_module
 from packets import status as st
 from packets.packet import event_counter
+from packets.state import NAMES as STATE_NAMES
 
 HERE = os.path.abspath(__file__)
 
@@ -157,17 +158,15 @@ def cuda_driver(parts, **kw):
     """The GPU driver for captured parts, with CUDA allocators of the layouts the CPU driver got."""
     import gpu
     from packets.scratch import make_allocator
+    from packets.state import gpu_schema
     return gpu.build_cuda_advance(parts["advance_packet"], parts["start"], parts["finish"],
                                   make_allocator(parts["scratch_layout"], "cuda"),
-                                  make_allocator(parts["context_layout"], "cuda"), parts["dim"], parts["nb"],
-                                  parts["ncomp"], parts["nev"], **kw)
+                                  make_allocator(parts["context_layout"], "cuda"), gpu_schema(), parts["dim"],
+                                  parts["nb"], parts["ncomp"], parts["nev"], **kw)
 
 
 def state(sim):
-    return [a.copy() for a in (sim.x, sim.k, sim.chi, sim.band, sim.weight, sim.status, sim.pid, sim.clock, sim.ev)]
-
-
-STATE_NAMES = ("x", "k", "chi", "band", "weight", "status", "pid", "clock", "ev")
+    return [getattr(sim, name).copy() for name in STATE_NAMES]
 INTERVALS = (0, 3, 2)  # steps per record interval (0: tally the initial state)
 
 
@@ -186,7 +185,7 @@ def run_cpu(sim):
 
 def run_gpu_runner(sim, adv, init, max_packets=None):
     s = [a.copy() for a in init]
-    runner = adv.runner(*s, sim._params(), max_packets=max_packets)
+    runner = adv.runner(dict(zip(STATE_NAMES, s)), sim._params(), max_packets=max_packets)
     outs, cnts, steps = [], [], []
     t = 0.0
     for ns in INTERVALS:

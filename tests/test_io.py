@@ -40,7 +40,6 @@ import pytest
 
 import packets.distributed as pdist
 import packets.io as pio
-import packets.simulation as simulation_module
 from observables import BandPopulation, Current
 from packets import Ensemble, Field, Result, Simulation
 from packets.models import MassiveDirac
@@ -249,21 +248,37 @@ def test_half_runs_merge_exactly(base):
 
 
 def test_from_state_continues_the_run_exactly(base):
-    """config + state -> Simulation.from_state (the path of resume and of distributed tasks): bit-identical."""
+    """spec + state -> Simulation.from_state (the path of resume and of distributed tasks): bit-identical."""
+    import dataclasses
+
+    from packets.state import PacketState
+
     sim0, full = base
     sim = make_sim(ensemble())
     sim.run(2 * REC, REC)
-    cfg, state = sim.config, {k: a.copy() for k, a in sim.state.items()}
-    assert set(cfg) == set(simulation_module.CONFIG_KEYS) and set(state) == set(STATE)
-    again = Simulation.from_state(cfg, state, t=sim.t, packet_steps=sim.packet_steps)
+    spec, state = sim.spec, sim.state.copy()
+    assert isinstance(state, PacketState) and set(state.as_dict()) == set(STATE)
+    # the spec is frozen and hashable, and it (with the state) pickles as a checkpoint or a task stores it
+    assert hash(spec) == hash(sim.spec) and spec == sim.spec
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.dt = 1.0
+    spec, state = pickle.loads(pickle.dumps((spec, state)))
+    again = Simulation.from_state(spec, state, t=sim.t, packet_steps=sim.packet_steps)
     tail = again.run(T_END, REC)
     sim.run(T_END, REC)
     assert_same_state(again, sim)
     assert_same_state(again, sim0)
     # the continued interval sums are those of the uninterrupted run from 2 REC on
     assert np.array_equal(tail._sums[1:], full._sums[3:])
-    with pytest.raises(ValueError, match="lack"):
-        Simulation.from_state({k: v for k, v in cfg.items() if k != "dt"}, state)
+    # the dict configuration of earlier checkpoints is accepted, and one lacking an entry refused
+    old = {f.name: getattr(sim.spec, f.name) for f in dataclasses.fields(spec)}
+    assert Simulation.from_state(old, sim.state.copy()).spec.dt == sim.dt
+    with pytest.raises(ValueError, match="lacks"):
+        Simulation.from_state({k: v for k, v in old.items() if k != "dt"}, state)
+    bad = state.as_dict()
+    bad["chi"] = bad["chi"][:, :1]
+    with pytest.raises(ValueError, match="chi"):
+        Simulation.from_state(spec, bad)
 
 
 def test_thread_count_does_not_change_results(base):

@@ -80,13 +80,16 @@ def test_variant_is_the_compiled_specialisation_not_the_values():
     """Equal Variant <=> same kernels: parameter values do not enter, fillers, fields and plug-ins do."""
     from packets import models
     from packets.field import Field
+    from packets.spec import Spec
     from packets.variant import Variant
 
-    def variant(model, field, dynamics="coherent", channels=()):
-        return Variant.of("cpu", dynamics, "rk4", None, True, model, field, (("obs", 4, (4,)),), channels)
+    def variant(model, field, dynamics="coherent", channels=(), dt=0.05, seed=1):
+        spec = Spec(model=model, field=field, dynamics=dynamics, channels=(), observables=(), dt=dt,
+                    integrator="rk4", tol=1e-9, backend="cpu", nbatch=8, shard=64, orbital_moment=True, seed=seed)
+        return Variant.of(spec, (("obs", 4, (4,)),), channels)
 
     a = variant(models.MassiveDirac(mass=0.3), Field(E=(0.01, 0.0)))
-    b = variant(models.MassiveDirac(mass=0.5, velocity=2.0), Field(E=(0.0, 0.2)))
+    b = variant(models.MassiveDirac(mass=0.5, velocity=2.0), Field(E=(0.0, 0.2)), dt=0.02, seed=2)
     assert a == b and hash(a) == hash(b) and {a: 1}[b] == 1
     assert a != variant(models.MassiveDirac(mass=0.3), Field(E=(0.01, 0.0), B=0.1))  # B term compiled in
     assert a != variant(models.MassiveDirac(mass=0.3), Field(E=(0.01, 0.0)), dynamics="adiabatic")
@@ -94,3 +97,47 @@ def test_variant_is_the_compiled_specialisation_not_the_values():
     with_channel = variant(models.MassiveDirac(mass=0.3), Field(E=(0.01, 0.0)), channels=(("kick", 3),))
     assert a != with_channel and with_channel.channel_offsets() == [0]
     assert "events" in with_channel.scratch_groups() and "events" not in a.scratch_groups()
+
+
+def test_one_packet_state_schema():
+    """The packet state is one schema: the ensemble, the Simulation, both drivers and checkpoints follow it."""
+    import inspect
+    import pickle
+
+    from gpu import driver as gpu_driver
+    from packets import Ensemble, Simulation, driver_cpu, models
+    from packets import state as ps
+
+    assert ps.NAMES == tuple(c.name for c in ps.COMPONENTS) and ps.ENSEMBLE == ps.NAMES[:7]
+    assert Ensemble._ARRAYS == ps.ENSEMBLE
+    assert gpu_driver.KERNEL_STATE == ps.NAMES
+    # the CPU driver's advance takes the state arrays first, in the schema's order
+    src = inspect.getsource(driver_cpu.build_advance)
+    args = re.search(r"def advance\(([^)]*)\)", src).group(1).replace("\n", " ").split(",")
+    assert tuple(a.strip().lower() for a in args[:len(ps.NAMES)]) == ("x", "k", "chi", "band", "w", "status",
+                                                                      "pid", "clock", "ev")
+    m = models.MassiveDirac(mass=0.3)
+    ens = Ensemble.fermi_sea(m, mu=0.5, temperature=0.05, n=40, seed=2)
+    sim = Simulation(m, ens, nbatch=4, shard=16)
+    s = sim.state
+    assert isinstance(s, ps.PacketState) and s.n == 40 and s.nbytes == 40 * ps.PacketState.nbytes_per_packet(2, 2)
+    for c in ps.COMPONENTS:
+        a = getattr(sim, c.name)
+        assert a is getattr(s, c.name) and a.dtype == c.dtype and a.shape == c.shape(40, 2, 2)
+    assert np.all(np.isinf(s.clock)) and not np.any(s.ev)  # no channels: no events scheduled
+    # slices are views (a task's payload), concatenation restores the whole, pickling keeps every bit
+    part = s[8:24]
+    assert np.shares_memory(part.chi, s.chi) and part.pid[0] == 8
+    whole = ps.PacketState.concatenate([s[:8], part, s[24:]])
+    again = pickle.loads(pickle.dumps(whole))
+    for name in ps.NAMES:
+        assert np.array_equal(getattr(again, name), getattr(s, name))
+    # a component of the wrong dtype or shape is refused, naming it
+    bad = s.as_dict()
+    bad["status"] = bad["status"].astype(np.int64)
+    with pytest.raises(ValueError, match="status"):
+        ps.PacketState(2, 2, **bad)
+    with pytest.raises(ValueError, match="chi"):
+        ps.PacketState.from_arrays(dict(s.as_dict(), chi=s.chi[:, :1]), 2, 2)
+    with pytest.raises(ValueError, match="pid"):
+        ps.PacketState.from_arrays({n: s.as_dict()[n] for n in ps.ENSEMBLE if n != "pid"}, 2, 2)
