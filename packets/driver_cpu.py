@@ -190,9 +190,13 @@ def build_advance(advance_packet, start, finish, scratch_layout, context_layout,
         n = X.shape[0]
         nsh = (n + shard - 1) // shard
         steps = np.zeros(nsh, dtype=np.int64)
+        # the shard index comes from an int64 array, not from the prange index itself: numba types
+        # that index as int64 but lowers the parallel loop body with an unsigned one, and run_chunk
+        # (all of the per-packet physics) would be compiled a second time for it
+        shards = np.arange(nsh)
         for c in numba.prange(nsh):
-            steps[c] = run_chunk(c, X, K, CHI, BAND, W, STATUS, PID, CLOCK, EV, t0, dt, nsteps, tol, P, key0, key1,
-                                 nbatch, shard, rows[c], counts[c])
+            steps[c] = run_chunk(shards[c], X, K, CHI, BAND, W, STATUS, PID, CLOCK, EV, t0, dt, nsteps, tol, P, key0,
+                                 key1, nbatch, shard, rows[c], counts[c])
         total = 0
         for c in range(nsh):
             total += steps[c]
@@ -276,7 +280,8 @@ def _make_lane_chunk(lanes, finish, scratch_layout, context_layout, dim, nb, nev
                 nst[l] = 0
                 for j in range(evcs.shape[1]):
                     evcs[l, j] = 0
-            s = 0
+            # int64, not the literal 0: a literal first argument would compile lane_steps a second time
+            s = np.int64(0)
             while s < nsteps:
                 s = lane_steps(s, nsteps, t0, dt, Z, clock, band, live, pend, code, nst, P)
                 if has_events:

@@ -438,7 +438,8 @@ def make_cf4_step(stage, nb, dim):
         work = S[sc.WORK]
         tmp = S[sc.TMP]
         h2 = 0.5 * dt
-        code = stage(t, x, k, chi, P, S, K, 0, G1)
+        # stage indices as int64, not literals: a literal argument compiles the stage once per value
+        code = stage(t, x, k, chi, P, S, K, np.int64(0), G1)
         if code != st.OK:
             return code
         # stage 2: Y2 = exp(-i dt/2 G1) chi
@@ -448,7 +449,7 @@ def make_cf4_step(stage, nb, dim):
         for i in range(nb):
             cb[i] = chi[i]
         expm(G1, h2, cb, w, vv, work, tmp)
-        if stage(t + h2, xs, ks, cb, P, S, K, 1, G2) == st.SINGULAR:
+        if stage(t + h2, xs, ks, cb, P, S, K, np.int64(1), G2) == st.SINGULAR:
             return st.SINGULAR
         # stage 3: Y3 = exp(-i dt/2 G2) chi
         for a in range(dim):
@@ -457,7 +458,7 @@ def make_cf4_step(stage, nb, dim):
         for i in range(nb):
             ca[i] = chi[i]
         expm(G2, h2, ca, w, vv, work, tmp)
-        if stage(t + h2, xs, ks, ca, P, S, K, 2, G3) == st.SINGULAR:
+        if stage(t + h2, xs, ks, ca, P, S, K, np.int64(2), G3) == st.SINGULAR:
             return st.SINGULAR
         # stage 4: Y4 = exp(-i dt/2 (2 G3 - G1)) Y2
         for a in range(dim):
@@ -465,7 +466,7 @@ def make_cf4_step(stage, nb, dim):
             ks[a] = k[a] + dt * K[2, 1, a]
         combine(G1, G2, G3, G1, -1.0, 0.0, 2.0, 0.0, comb)  # G4 not computed yet
         expm(comb, h2, cb, w, vv, work, tmp)
-        if stage(t + dt, xs, ks, cb, P, S, K, 3, G4) == st.SINGULAR:
+        if stage(t + dt, xs, ks, cb, P, S, K, np.int64(3), G4) == st.SINGULAR:
             return st.SINGULAR
         # final update: two unitary exponentials
         combine(G1, G2, G3, G4, 3.0 / 12.0, 2.0 / 12.0, 2.0 / 12.0, -1.0 / 12.0, comb)
@@ -490,7 +491,9 @@ def make_coherent_step(model, field):
     h = inlined(model.h)
     rates = make_coherent_rates(model, field)
 
-    @kernel(inline="always")
+    # not IR-inlined: the step calls it four times, and each inlined copy (rates and the model's
+    # fillers inlined in it) would be typed and compiled again
+    @kernel
     def stage(t, x, k, chi, P, S, K, j, G):
         h(x, k, P[sc.P_MODEL], G)
         rates(t, x, k, chi, P, S, K, j)
@@ -617,19 +620,20 @@ def make_adiabatic_step(model, field, orbital_moment=True):
         K = S[sc.K]
         vband = S[sc.VBAND]
         h2 = 0.5 * dt
-        ok1, e1 = rates(t, x, k, n, P, S, K, 0, vband)
+        # stage indices as int64, not literals: a literal argument compiles rates once per value
+        ok1, e1 = rates(t, x, k, n, P, S, K, np.int64(0), vband)
         for a in range(dim):
             xs[a] = x[a] + h2 * K[0, 0, a]
             ks[a] = k[a] + h2 * K[0, 1, a]
-        ok2, e2 = rates(t + h2, xs, ks, n, P, S, K, 1, vband)
+        ok2, e2 = rates(t + h2, xs, ks, n, P, S, K, np.int64(1), vband)
         for a in range(dim):
             xs[a] = x[a] + h2 * K[1, 0, a]
             ks[a] = k[a] + h2 * K[1, 1, a]
-        ok3, e3 = rates(t + h2, xs, ks, n, P, S, K, 2, vband)
+        ok3, e3 = rates(t + h2, xs, ks, n, P, S, K, np.int64(2), vband)
         for a in range(dim):
             xs[a] = x[a] + dt * K[2, 0, a]
             ks[a] = k[a] + dt * K[2, 1, a]
-        ok4, e4 = rates(t + dt, xs, ks, n, P, S, K, 3, vband)
+        ok4, e4 = rates(t + dt, xs, ks, n, P, S, K, np.int64(3), vband)
         if not (ok1 and ok2 and ok3 and ok4):
             return st.SINGULAR
         d6 = dt / 6.0

@@ -132,7 +132,9 @@ def make_packet_kernels(step, adaptive, event, nchan):
         def adaptive(t0, t1, dt0, tol, x, k, chi, n, P, S):  # never called
             return st.OK, 0, dt0
 
-    @kernel(inline="always")
+    # not IR-inlined: cross calls it twice, and every inlined copy of the step (with the model's
+    # fillers inlined in it) is typed and compiled again; a call on the event path costs nothing
+    @kernel
     def integrate(ta, tb, dt, tol, x, k, chi, band, P, S):
         # advance from ta to tb (tb - ta <= dt for fixed steps)
         if tb <= ta:

@@ -15,8 +15,9 @@ What is verified, and against what:
 * ``task_size`` that is not a power-of-two multiple of ``shard`` is refused before work.
 * The speedup of 2 local Dask workers over 1 is printed (not asserted).
 
-Dask workers are separate processes and compile the numba kernels themselves; they are
-warmed up at the start, concurrently with this process's own compilation.
+Dask workers are separate processes.  The cluster starts after this process has compiled the
+reference run, so its workers load those kernels from the on-disk cache (packets.compile_cache)
+instead of compiling them again; with the cache switched off they compile them themselves.
 """
 import os
 import signal
@@ -75,13 +76,19 @@ def weight_stats(ens_like, band):
 
 
 # ----------------------------------------------------------------------------
-# fixtures: the Dask cluster starts first so that its workers compile while this
-# process compiles the reference run
+# fixtures: the reference run first (it compiles the kernels and writes them to the disk
+# cache), then the Dask cluster, whose workers load them from there
 # ----------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def dask_env():
+def ref():
+    sim = make_sim(ensemble())
+    return sim, sim.run(T_END, REC)
+
+
+@pytest.fixture(scope="module")
+def dask_env(ref):
     # dask comes with the test extra: a missing install fails here instead of skipping the Dask tests
     from dask.distributed import Client, LocalCluster
 
@@ -92,7 +99,7 @@ def dask_env():
                            env={"NUMBA_NUM_THREADS": "1"})
     client = Client(cluster)
     addrs = sorted(client.scheduler_info()["workers"])
-    # warm-up: one small task pinned to each worker compiles its kernels
+    # warm-up: one small task pinned to each worker loads (or compiles) its kernels
     warm = make_sim(ensemble(SHARD, seed=1))
     spec, state = warm.spec, warm.state
     plan = {"t_end": 2 * DT, "record_every": DT}
@@ -105,13 +112,7 @@ def dask_env():
 
 
 @pytest.fixture(scope="module")
-def ref(dask_env):
-    sim = make_sim(ensemble())
-    return sim, sim.run(T_END, REC)
-
-
-@pytest.fixture(scope="module")
-def client(dask_env, ref):
+def client(dask_env):
     c = dask_env["client"]
     c.gather(dask_env["warm"])
     return c

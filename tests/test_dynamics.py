@@ -30,6 +30,8 @@ from kinetic.closed_form import (bloch_period, cyclotron_period, dirac_intrinsic
 from observables import BandPopulation, Current, Density, DensityMatrix, Energy
 from packets import Ensemble, Field, Simulation, geometry, models
 
+from kernels import recompiled_physics_kernels
+
 Q = -1.0  # carrier charge (REFERENCES §0)
 
 # One observable set per dimension, shared by every 2D / 1D simulation of this
@@ -135,6 +137,8 @@ def test_uniform_field_gives_linear_k(dynamics):
     # accumulated over 500 steps, ~500 * 2e-16 * |k| ~ 1e-13
     np.testing.assert_allclose(sim.k, k0 + Q * E * 10.0, rtol=0, atol=1e-11)
     assert res.status_counts == {"ok": n}
+    # compile hygiene: the lane driver's and the RK4 adiabatic step's kernels each compiled once
+    assert not recompiled_physics_kernels(sim)
 
 
 @pytest.mark.parametrize("dynamics", ["coherent", "adiabatic"])
@@ -221,6 +225,7 @@ def test_pseudospin_norm_is_exact_over_1e5_steps():
     assert sim.packet_steps == n * nsteps
     assert np.all(sim.status == 0)
     assert np.max(np.abs(np.linalg.norm(sim.chi, axis=1) - 1.0)) < 1e-10
+    assert not recompiled_physics_kernels(sim)  # the N-band stage compiled once, not per stage index
     # and the field really drove the packets through the Brillouin zone
     np.testing.assert_allclose(sim.k, ens.k + Q * np.array([0.05, 0.03]) * nsteps * dt, rtol=1e-10)
 

@@ -46,6 +46,7 @@ from packets.models import MassiveDirac
 from scattering.channels import Dephasing
 
 from identity import STATE, assert_same_run, assert_same_state
+from kernels import recompiled_physics_kernels
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -150,6 +151,8 @@ def base(killer):
     """The reference run (compiles the kernels of this process)."""
     sim = make_sim(ensemble())
     res = sim.run(T_END, REC)
+    # compile hygiene: the lane driver with an event channel compiles each physics kernel once
+    assert not recompiled_physics_kernels(sim)
     return sim, res
 
 
