@@ -313,7 +313,6 @@ class Simulation:
         self.pc = np.concatenate(pcs) if pcs else np.zeros(1)
         self.gmax = np.array(gmax if gmax else [0.0], dtype=np.float64)
         gtot = float(np.sum(self.gmax)) if nchan else 0.0
-        self.clock[:] = np.inf
         if nchan and gtot > 0:
             _init_clocks(self.clock, self.pid, self.key[0], self.key[1], gtot)
         self.layout = layout
@@ -576,13 +575,15 @@ class Simulation:
         if override:
             spec = spec.replace(**override)
         model = spec.model
+        # a saved state carries its event clocks and counters; an ensemble's arrays do not
+        continues_events = isinstance(state, PacketState) or "clock" in state
         if not isinstance(state, PacketState):
             state = PacketState.from_arrays(state, model.dim, model.nbands, copy=False)
         info = ensemble_info or {}
         ens = SimpleNamespace(**{n: getattr(state, n) for n in ENSEMBLE_COMPONENTS}, seed=spec.seed,
                               kind=info.get("kind"), info=info.get("info"))
         sim = cls(model, ens, field=spec.field, progress=progress, check_dt=False, **spec.constructor_kwargs())
-        if np.any(np.isfinite(state.clock)) or np.any(state.ev):
+        if continues_events:
             sim.clock[:] = state.clock
             sim.ev[:] = state.ev
         sim.t = float(t)
