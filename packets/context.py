@@ -113,7 +113,7 @@ def make_context(model, field, dynamics, orbital_moment=True, manifold=None):
             w = C[sc.C_ENERGIES]
             en = C[sc.C_ENERGY]
             K = S[sc.K]
-            ok, e = rates(t, x, k, n, P, S, K, 0, C[sc.C_VBAND])
+            ok, e = rates(t, x, k, n, P, S, K, np.int64(0), C[sc.C_VBAND])
             for a in range(dim):
                 xd[a] = K[0, 0, a]
                 kd[a] = K[0, 1, a]

@@ -1,7 +1,8 @@
 """CPU driver: runs the composed per-packet step over the ensemble with numba.
 
-Only the loop structure lives here (DESIGN.md §3): ``prange`` over fixed-size
-shards of packets, scratch allocated once per shard, a private tally block per
+Only the loop structure lives here: fixed-size shards of packets, each one
+compiled call run on a pool of threads (:class:`ShardedAdvance`), scratch
+allocated once per shard, a private tally block per
 shard summed in packet order, and the shard blocks combined over a fixed
 binary tree of their global index (:func:`tree_reduce`) — so the result is
 bit-identical for any number of threads and for any split of the run at
@@ -25,10 +26,13 @@ per-packet ``advance_packet`` (which the CUDA driver runs), and without
 fast-math flags vectorised IEEE arithmetic gives the scalar results bit for
 bit, so the lane driver reproduces the per-packet one exactly.
 """
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numba
+import numpy as np
 
 from . import compile_cache
-import numpy as np
 
 from . import status as st
 from .jit import kernel
@@ -154,7 +158,7 @@ def make_lane_steps(step, dim, nb, has_events, scratch_layout):
 
 
 def build_advance(advance_packet, start, finish, scratch_layout, context_layout, dim, nb, ncomp, nev, lanes=None):
-    """Build the parallel CPU kernel that advances all packets by one record interval.
+    """Build the CPU driver that advances all packets by one record interval (a :class:`ShardedAdvance`).
 
     Signature of the returned function::
 
@@ -182,27 +186,71 @@ def build_advance(advance_packet, start, finish, scratch_layout, context_layout,
         run_chunk = _make_packet_chunk(advance_packet, start, finish, make_allocator(scratch_layout, "cpu"),
                                        make_allocator(context_layout, "cpu"), dim, nb, nev)
 
-    @numba.njit(parallel=True)
-    def advance(X, K, CHI, BAND, W, STATUS, PID, CLOCK, EV, t0, dt, nsteps, tol, P, key0, key1, nbatch, shard,
-                rows, counts):
-        # one work item per shard of ``shard`` consecutive packets; the shard's
-        # tallies are summed sequentially in packet order into rows[s]
-        n = X.shape[0]
-        nsh = (n + shard - 1) // shard
-        steps = np.zeros(nsh, dtype=np.int64)
-        # the shard index comes from an int64 array, not from the prange index itself: numba types
-        # that index as int64 but lowers the parallel loop body with an unsigned one, and run_chunk
-        # (all of the per-packet physics) would be compiled a second time for it
-        shards = np.arange(nsh)
-        for c in numba.prange(nsh):
-            steps[c] = run_chunk(shards[c], X, K, CHI, BAND, W, STATUS, PID, CLOCK, EV, t0, dt, nsteps, tol, P, key0,
-                                 key1, nbatch, shard, rows[c], counts[c])
-        total = 0
-        for c in range(nsh):
-            total += steps[c]
-        return total
+    return ShardedAdvance(compile_cache.enable(run_chunk))
 
-    return compile_cache.enable(advance)
+
+_POOLS = {}
+
+
+def _pool(nthreads):
+    """The driver's thread pool of ``nthreads`` workers (one per process and size, made on first use).
+
+    Keyed by the process id as well: a pool's threads do not survive ``fork``,
+    so a forked worker (multiprocessing, Dask) makes its own.
+    """
+    key = (os.getpid(), nthreads)
+    pool = _POOLS.get(key)
+    if pool is None:
+        pool = _POOLS[key] = ThreadPoolExecutor(nthreads, thread_name_prefix="packets-shard")
+    return pool
+
+
+class ShardedAdvance:
+    """Advance all packets by one record interval: shards run on threads, each one compiled call.
+
+    Calling it::
+
+        advance(X, K, CHI, BAND, W, STATUS, PID, CLOCK, EV, t0, dt, nsteps, tol, P, key0, key1,
+                nbatch, shard, rows, counts) -> packet_steps
+
+    runs ``run_chunk(c, ...)`` (the compiled per-shard loop, GIL released) for
+    every shard c of ``shard`` consecutive packets, writing the shard's
+    tallies into ``rows[c]`` and ``counts[c]``, on
+    ``min(numba.get_num_threads(), nshards)`` threads, and returns the number
+    of packet steps taken.  Shards share no output, so the result does not
+    depend on the number of threads or on the order in which shards finish.
+
+    Why Python threads and not a ``prange`` loop: numba finalises every
+    compiled function by linking all of its callees into one module and
+    optimising and emitting that whole module again, so each extra level of
+    compiled call chain pays again for all of the physics below it.  A
+    ``parallel=True`` loop over ``run_chunk`` was such a level and cost about
+    a quarter of a variant's cold compile.  A shard is thousands of packets
+    over a whole record interval, so one Python call per shard costs nothing
+    measurable.
+
+    Attributes
+    ----------
+    run_chunk : numba dispatcher
+        ``run_chunk(c, X, ..., nbatch, shard, rows[c], counts[c]) -> steps``
+        of :func:`_make_packet_chunk` or :func:`_make_lane_chunk`.
+    """
+
+    def __init__(self, run_chunk):
+        self.run_chunk = run_chunk
+
+    def __call__(self, X, K, CHI, BAND, W, STATUS, PID, CLOCK, EV, t0, dt, nsteps, tol, P, key0, key1, nbatch, shard,
+                 rows, counts):
+        nsh = (X.shape[0] + shard - 1) // shard
+
+        def one(c):
+            return self.run_chunk(c, X, K, CHI, BAND, W, STATUS, PID, CLOCK, EV, t0, dt, nsteps, tol, P, key0, key1,
+                                  nbatch, shard, rows[c], counts[c])
+
+        nthreads = min(numba.get_num_threads(), nsh)
+        if nthreads <= 1:
+            return sum(one(c) for c in range(nsh))
+        return sum(_pool(nthreads).map(one, range(nsh)))
 
 
 def _make_lane_chunk(lanes, finish, scratch_layout, context_layout, dim, nb, nev):
@@ -225,7 +273,7 @@ def _make_lane_chunk(lanes, finish, scratch_layout, context_layout, dim, nb, nev
     earr = stack_array((L, max(nev, 1)), np.int64)
     jarr = stack_array((L, dim), np.float64)
 
-    @kernel
+    @kernel(nogil=True)
     def run_chunk(c, X, K, CHI, BAND, W, STATUS, PID, CLOCK, EV, t0, dt, nsteps, tol, P, key0, key1, nbatch,
                   chunk, rows, crow):
         # all per-packet arrays on the stack and P, rows borrowed (scratch.borrow):
@@ -346,7 +394,7 @@ def _make_lane_chunk(lanes, finish, scratch_layout, context_layout, dim, nb, nev
 def _make_packet_chunk(advance_packet, start, finish, alloc_scratch, alloc_context, dim, nb, nev):
     """``run_chunk`` of the per-packet driver (adaptive integrators)."""
 
-    @kernel
+    @kernel(nogil=True)
     def run_chunk(c, X, K, CHI, BAND, W, STATUS, PID, CLOCK, EV, t0, dt, nsteps, tol, P, key0, key1, nbatch,
                   chunk, rows, crow):
         # one work item: packets [c*chunk, (c+1)*chunk); scratch allocated once

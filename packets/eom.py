@@ -67,6 +67,7 @@ import numpy as np
 from . import bandgeom, linalg
 from . import status as st
 from . import scratch as sc
+from .variant import field_key, model_key
 
 #: carrier charge (units of e); REFERENCES §0
 Q = -1.0
@@ -339,8 +340,16 @@ def make_band_state(model, field, orbital_moment=True):
     return band_state, moment_gradient, use_m
 
 
+_ADIABATIC_RATES = {}
+
+
 def make_adiabatic_rates(model, field, orbital_moment=True, moment_step=1e-4):
     """Build ``rates(t, x, k, n, P, S, K, j, vband) -> (ok, energy)`` for one-band packets.
+
+    Memoised on what the kernel depends on (:func:`packets.variant.model_key`,
+    :func:`packets.variant.field_key`, the flags): the step and the measurement
+    context both call it, and every variant of the same model and field shares
+    one compiled copy.
 
     Writes dx/dt into ``K[j, 0]``, dk/dt into ``K[j, 1]`` and the band
     velocity d(eps - m.B)/dk into ``vband`` (length dim).
@@ -349,6 +358,13 @@ def make_adiabatic_rates(model, field, orbital_moment=True, moment_step=1e-4):
     docstring; seed 001 Eq. 43, seed 003 Eqs. 35-40).  Returns False when
     omega is singular (the packet is then flagged).
     """
+    key = (model_key(model), field_key(field), bool(orbital_moment), float(moment_step))
+    if key not in _ADIABATIC_RATES:
+        _ADIABATIC_RATES[key] = _build_adiabatic_rates(model, field, orbital_moment, moment_step)
+    return _ADIABATIC_RATES[key]
+
+
+def _build_adiabatic_rates(model, field, orbital_moment, moment_step):
     dim = model.dim
     nxi = 2 * dim
     efield = field.efield

@@ -1,8 +1,8 @@
 """One packet over one record interval: integration steps plus stochastic events.
 
 :func:`make_packet_advance` composes the stepper of :mod:`packets.eom` with the
-event channels into a single kernel function that both drivers (CPU
-``prange`` loop, CUDA thread) call once per packet and record interval.  It is
+event channels into a single kernel function that both drivers (CPU shard
+loop, CUDA thread) call once per packet and record interval.  It is
 the only place where time stepping and events meet.
 
 Events: null collisions with a constant majorant (DESIGN.md §3)
@@ -72,14 +72,16 @@ def first_clock(key0, key1, pid, gtot):
 def compose_channels(applies, offsets, lengths):
     """Chain channel ``apply`` kernels into ``event(c, ...)`` dispatching on index c."""
 
-    @kernel
+    # inlined: each compiled (not inlined) level of the call chain has its whole
+    # subtree of channels re-optimised when numba finalises it
+    @kernel(inline="always")
     def event_none(c, t, x, k, chi, band, P, S, key0, key1, pid, ev):
         return st.CHANNEL, False, band
 
     event = event_none
     for i, (ap, off, ln) in enumerate(zip(applies, offsets, lengths)):
         def chain(prev, ap=ap, i=i, off=off, ln=ln):
-            @kernel
+            @kernel(inline="always")
             def event_more(c, t, x, k, chi, band, P, S, key0, key1, pid, ev):
                 if c == i:
                     return ap(t, x, k, chi, band, P, S, P[sc.P_CHANNELS][off:off + ln], key0, key1, pid, ev)

@@ -13,6 +13,20 @@ from typing import Optional
 from . import scratch
 
 
+def model_key(model):
+    """What compiled code depends on in a band model: its fillers and shape (h, dhdk, dhdx, textured, dim, nbands).
+
+    The functions themselves are held, never their ``id()``: a key keeps them alive, so it
+    cannot come to name another function after garbage collection.
+    """
+    return (model.h, model.dhdk, model.dhdx, model.textured, model.dim, model.nbands)
+
+
+def field_key(field):
+    """What compiled code depends on in a field: (efield, potential, has_B, has_potential)."""
+    return (field.efield, field.potential, field.has_B, field.has_potential)
+
+
 @dataclass(frozen=True)
 class Variant:
     """Frozen, hashable description of one compiled kernel variant.
@@ -56,8 +70,7 @@ class Variant:
         return cls(backend=spec.backend, dynamics=spec.dynamics, integrator=spec.integrator,
                    manifold=None if spec.manifold is None else tuple(spec.manifold),
                    orbital_moment=bool(spec.orbital_moment),
-                   model=(model.h, model.dhdk, model.dhdx, model.textured, model.dim, model.nbands),
-                   field=(field.efield, field.potential, field.has_B, field.has_potential),
+                   model=model_key(model), field=field_key(field),
                    observables=tuple(observables), channels=tuple(channels))
 
     @property

@@ -1,8 +1,8 @@
 """Compile hygiene: the per-packet physics kernels of a Simulation are compiled once each.
 
 numba compiles a dispatcher again for every distinct argument type it is called with, and a
-literal integer argument is a type of its own (``Literal[int](2)``); the parallel CPU driver's
-prange index is typed int64 but lowered unsigned.  A kernel reached with such arguments is
+literal integer argument is a type of its own (``Literal[int](2)``), and a ``prange`` index is
+typed int64 but lowered unsigned.  A kernel reached with such arguments is
 compiled several times, which costs tens of seconds per variant and changes nothing else, so it
 is invisible in every result: this check makes it visible.
 """
@@ -41,7 +41,7 @@ def reachable_dispatchers(root):
 
 def recompiled_physics_kernels(sim):
     """``{qualname: [signatures]}`` of the physics kernels of ``sim``'s driver compiled more than once."""
-    root = getattr(sim._advance, "py_func", sim._advance)
+    root = sim._advance.run_chunk.py_func  # packets.driver_cpu.ShardedAdvance
     bad = {}
     for d in reachable_dispatchers(root):
         name = d.py_func.__qualname__.rsplit(".", 1)[-1]
