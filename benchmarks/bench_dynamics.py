@@ -1,9 +1,11 @@
 """Packet-steps per second of the coherent Dirac step, against the NumPy baseline.
 
-Runs ``../shared/bench/numpy_baseline.py`` (plain NumPy RK4 of the same
-coherent massive-Dirac dynamics under uniform E) and the library's CPU
-backend (coherent dynamics, uniform E, Current tally on) side by side in this
-process, and prints one line per figure plus their ratio.
+Runs the NumPy baseline ``numpy_baseline.py`` (plain NumPy RK4 of the same
+coherent massive-Dirac dynamics under uniform E; a script kept outside this
+repository, loaded from ``$PACKETS_NUMPY_BASELINE`` or from ``BASELINE``)
+and the library's CPU backend (coherent dynamics, uniform E, Current tally
+on) side by side in this process, and prints one line per figure plus their
+ratio.
 
 A third figure repeats the library run with white-noise Born scattering
 (``ElasticScattering(WhiteNoiseDisorder(0.02))``, null collisions, side jump

@@ -9,10 +9,12 @@ seed (correlated sampling), and sigma = [j(E) - j(0)]/E is time-averaged over
 the steady state.  Printed next to the closed forms:
 
 * sigma_xx against the Boltzmann transport-time result
-  (kinetic.closed_form.dirac_drude_conductivity, REFERENCES §2);
+  (kinetic.closed_form.dirac_drude_conductivity, Born transport time of
+  white-noise disorder);
 * sigma_xy, to which the filled lower band adds exactly -s sgn(m)/(4 pi)
-  (REFERENCES §1 with mu in the gap), against the intrinsic value
-  -s m / (4 pi mu) (REFERENCES §1) plus the side-jump and
+  (the massive-Dirac Hall conductivity with mu in the gap), against the
+  intrinsic value -s m / (4 pi mu) (Streda formula, Wong & Tserkovnyak 2021,
+  Eqs. 45-47, in the signs of docs/conventions.md) plus the side-jump and
   anomalous-distribution parts from the linearised Boltzmann solver
   (kinetic.boltzmann.linear_response, Sinitsyn's scheme, same Born kernel).
   The Monte Carlo's side-jump current is the packets' displacement by the

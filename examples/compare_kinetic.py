@@ -1,7 +1,7 @@
 """Monte Carlo against the kinetic equations: massive Dirac model with disorder, dephasing and relaxation.
 
-One massive Dirac valley, H = v (s k_x sigma_x + k_y sigma_y) + m sigma_z (REFERENCES §1), hbar = e = 1,
-carrier charge q = -1, sigma_ab = dj_a/dE_b in e^2/hbar (REFERENCES §0).  Two scans, each printed as a
+One massive Dirac valley, H = v (s k_x sigma_x + k_y sigma_y) + m sigma_z (Wong & Tserkovnyak 2021, Eq. 41),
+hbar = e = 1, carrier charge q = -1, sigma_ab = dj_a/dE_b in e^2/hbar (docs/conventions.md).  Two scans, each printed as a
 :func:`kinetic.compare.compare` table (MC, batch-means standard error, reference, z) and drawn as a PNG:
 
 A. **Chemical-potential scan** (adiabatic Berry-corrected dynamics, Born elastic scattering off
@@ -18,7 +18,8 @@ A. **Chemical-potential scan** (adiabatic Berry-corrected dynamics, Born elastic
      band part is the quantity that the linearised equation predicts;
    * sigma_xy = -sigma_yx (isotropic model) against the total intrinsic + side jump + anomalous
      distribution.  The Monte Carlo has no valence-band packets: the filled lower band's intrinsic
-     part -s sgn(m)/(4 pi) (REFERENCES §1, mu in the gap) is added to the MC value.
+     part -s sgn(m)/(4 pi) (Streda formula with mu in the gap, Wong & Tserkovnyak 2021, Eqs. 45-47)
+     is added to the MC value.
 
    Systematics of the Monte Carlo at finite E printed alongside: the transient (the current relaxes
    on tau_tr, e^{-t_min/tau_tr}) and Joule heating (elastic scattering does not relax the energy the
@@ -27,9 +28,9 @@ A. **Chemical-potential scan** (adiabatic Berry-corrected dynamics, Born elastic
 
 B. **Field scan from the adiabatic to the non-adiabatic regime** (coherent pseudospin dynamics, no
    disorder) with ``Dephasing(gamma)`` and ``Relaxation(tau, mu, T)`` against
-   :func:`kinetic.nonadiabatic.nonadiabatic_current` (seed 001 Eqs. 54-60).  Mapping of parameters:
+   :func:`kinetic.nonadiabatic.nonadiabatic_current` (Tu, Li & Yao, Eqs. 54-60).  Mapping of parameters:
 
-   * seed 001 Eq. (A7): scattering at one band-independent rate 1/tau refills the hybridised band i
+   * Tu, Li & Yao, Eq. (A7): scattering at one band-independent rate 1/tau refills the hybridised band i
      with g_i^0 = f(E_i) (Eq. 57b).  ``Relaxation(tau, mu, T)`` redraws each packet at rate 1/tau from
      p(k, i) ~ f(E_i(k)) in the hybridised energies of the moving-frame Hamiltonian (Eqs. 27, 54, 55)
      over the disc |k| < K: the same tau, mu and T, and ``nonadiabatic_current(..., k_max=K)``
@@ -81,7 +82,7 @@ INTRINSIC_OPTIONS = dict(k_max=1000.0, n=64, k_breaks=(0.3, 0.6, 1.0, 3.0, 10.0,
 
 
 def white_noise(strength):
-    """White-noise disorder R^(q) = strength (REFERENCES §0), as ``GaussianDisorder(strength, 0)``.
+    """White-noise disorder R^(q) = strength (docs/conventions.md), as ``GaussianDisorder(strength, 0)``.
 
     The Gaussian spectrum W exp(-q^2 xi^2/2) with xi = 0 is exactly the white-noise spectrum
     (:class:`scattering.GaussianDisorder`); using one spectrum function lets the white-noise and the
@@ -142,7 +143,7 @@ def adiabatic_run(mu, disorder, n, seed, E=DIRAC_A["E"], m=DIRAC_A["m"], v=DIRAC
 
 
 def lower_band_hall(m, s):
-    """Intrinsic sigma_xy of the filled valence band alone, -s sgn(m)/(4 pi) (REFERENCES §1)."""
+    """Intrinsic sigma_xy of the filled valence band alone, -s sgn(m)/(4 pi) (Wong & Tserkovnyak 2021, Eq. 47)."""
     return -s * math.copysign(1.0, m) / (4.0 * math.pi)
 
 
@@ -243,7 +244,7 @@ def mu_scan(mus, n, seed=2027, W=DIRAC_A["W"], E=DIRAC_A["E"], path=None, verbos
 
 
 # ----------------------------------------------------------------------------
-# part B: coherent Monte Carlo with dephasing and relaxation vs seed 001 Eqs. 54-60
+# part B: coherent Monte Carlo with dephasing and relaxation vs Tu, Li & Yao, Eqs. 54-60
 # ----------------------------------------------------------------------------
 
 
@@ -270,7 +271,7 @@ def window_edge_sigma(m, v, mu, T, tau, K):
 
 
 def exact_drift_current(model, E, mu, T, tau, K, n_r=24, n_theta=48, n_u=24, k_breaks=()):
-    """Seed 001 Eq. (A11) without the short-scattering-time approximation, for the MC's relaxation.
+    """Tu, Li & Yao, Eq. (A11) without the short-scattering-time approximation, for the MC's relaxation.
 
     A packet relaxed at time t - s into hybridised band i at k0 (probability ~ f(E_i(k0)) on |k0| < K)
     drifts to k = k0 + qE s and, with decoherence in the Hbar basis, stays in hybridised band i
@@ -336,8 +337,8 @@ def field_scan(Es, n, path=None, verbose=True, p=DIRAC_B):
     table = compare([res[e] for e in Es],
                     {"sigma_xx": [r["nonadiabatic"][0] for r in refs], "sigma_yx": [r["nonadiabatic"][1] for r in refs]},
                     parameter=list(Es), parameter_name="E", t_min=t_min, zero_field=[res[0.0]] * len(Es),
-                    title=f"massive Dirac m={p['m']}, mu={p['mu']}: coherent MC (dephasing, relaxation) vs seed 001 "
-                          "Eq. 57-60")
+                    title=f"massive Dirac m={p['m']}, mu={p['mu']}: coherent MC (dephasing, relaxation) vs "
+                          "Tu, Li & Yao, Eq. 57-60")
     if verbose:
         print(f"B. field scan: coherent MC with Dephasing(gamma={p['gamma']}) + Relaxation(tau={p['tau']}, mu={p['mu']}, "
               f"T={p['T']}, |k|<{p['K']}) vs kinetic.nonadiabatic.nonadiabatic_current (+ window edge "

@@ -20,7 +20,7 @@ constant up rate g n_B and down rate g (n_B + 1) (j >= 1), solved exactly in
 :func:`ladder_mean_energy` and compared with the simulation.
 
 The channel is two plain ``@numba.njit`` functions (no signatures, kernel
-rules of DESIGN.md section 3: no allocation, no exceptions) handed to
+rules of docs/architecture.md: no allocation, no exceptions) handed to
 :class:`scattering.UserChannel`; the library inlines them into its event
 kernel and does the null-collision acceptance with the given majorant.
 

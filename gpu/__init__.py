@@ -3,8 +3,9 @@
 The GPU counterpart of :mod:`packets.driver_cpu`: it receives the per-packet
 functions built by the kernel factories of ``packets`` and launches them; no
 physics formula lives here, and ``gpu`` imports nothing from ``packets``
-(DESIGN.md §2).  ``import packets`` never imports this package; it is loaded
-when the CUDA backend is asked for.  Importing ``gpu`` itself does not import
+(docs/architecture.md, "Layout and dependency direction").  ``import
+packets`` never imports this package; it is loaded when the CUDA backend is
+asked for.  Importing ``gpu`` itself does not import
 ``numba.cuda`` either: that happens on first use, so :func:`available` can
 report a missing installation instead of failing.
 

@@ -1,6 +1,6 @@
 """CUDA driver: runs the composed per-packet step over the ensemble on a GPU.
 
-The GPU counterpart of :mod:`packets.driver_cpu` (DESIGN.md §3).  Only the
+The GPU counterpart of :mod:`packets.driver_cpu` (docs/architecture.md).  Only the
 loop structure lives here; the physics comes in as the same ``@njit``
 functions the CPU driver calls (``advance_packet``, ``context``, ``tally``),
 which numba-cuda compiles as device functions.
@@ -27,7 +27,8 @@ Kernel layout
 * Packet steps are summed per block in shared memory, one global atomic per block.
 
 Floating-point sums in a different order than on the CPU: tallies agree with
-the CPU driver to round-off, not bit for bit (DESIGN.md §7, §10).
+the CPU driver to round-off, not bit for bit (the GPU also contracts a*x + b
+into fused multiply-adds; docs/architecture.md).
 
 Data movement
 -------------

@@ -1,7 +1,7 @@
 """Deterministic kinetic-equation references for the Monte Carlo.
 
 Conventions: hbar = e = 1, carrier charge q = -1, Berry curvature
-Omega_z = -2 Im<d_kx u|d_ky u>, sigma_xy = dj_x/dE_y (REFERENCES §0).
+Omega_z = -2 Im<d_kx u|d_ky u>, sigma_xy = dj_x/dE_y (docs/conventions.md).
 
 Implemented
 -----------
@@ -27,9 +27,9 @@ Solvers
     conductivities; relaxation-time mode) and the time-dependent
     homogeneous Boltzmann equation (all orders in E).
 :mod:`kinetic.nonadiabatic`
-    Non-adiabatic steady state of seed 001 (Eqs. 54-63).
+    Non-adiabatic steady state of Tu, Li & Yao (Eqs. 54-63).
 :mod:`kinetic.coherence`
-    Coherence-matrix radiative transport of seed 002 (Eqs. 4.14-4.16).
+    Coherence-matrix radiative transport of Qi, Wang & Watson (Eqs. 4.14-4.16).
 :mod:`kinetic.compare`
     Monte Carlo versus kinetic tables of z-scores and figures.
 """

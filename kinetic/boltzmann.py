@@ -16,7 +16,7 @@ Carlo, so a disagreement is physics or statistics, never a different model:
     orders in E, with the band-velocity and anomalous (-k_dot x Omega)
     currents.
 
-Conventions (REFERENCES §0): hbar = e = 1, carrier charge q = -1,
+Conventions (docs/conventions.md): hbar = e = 1, carrier charge q = -1,
 k_dot = q E, Born rate W(nk -> mk') = 2 pi R^(k - k') |<u_m(k')|u_n(k)>|^2
 delta(eps_n(k) - eps_m(k')), int[dk] = int d^2k/(2 pi)^2, j = q sum_n int[dk]
 f_n r_dot_n, sigma_ab = dj_a/dE_b in e^2/hbar.  Only 2D models are supported
@@ -63,7 +63,7 @@ from scattering.sidejump import coordinate_shift
 __all__ = ["FermiContour", "fermi_contour", "born_kernel", "LinearResponse", "linear_response",
            "TimeDependentBoltzmann", "TDResult"]
 
-#: carrier charge in units of e (REFERENCES §0)
+#: carrier charge in units of e (docs/conventions.md)
 Q = -1.0
 _TWO_PI = 2.0 * math.pi
 #: half-width of the finite-T energy window in units of T (-f0' < 1e-15 T^-1 outside)
@@ -216,8 +216,9 @@ def fermi_contour(model, energy, n_angles=128, center=None, r_max=None, n_scan=b
 def born_kernel(contour, disorder):
     """Born rate density K_ij = 2 pi R^(k_i - k_j) |<u_j|u_i>|^2 between contour points.
 
-    ``K_ij w_j`` is the rate from point i into point j (REFERENCES §0, seed 002
-    Eq. 4.15), so sum_j K_ij w_j = 1/tau_i, the out-scattering rate.  The
+    ``K_ij w_j`` is the rate from point i into point j (the Born rate of
+    docs/conventions.md; Qi, Wang & Watson, Eq. 4.15), so
+    sum_j K_ij w_j = 1/tau_i, the out-scattering rate.  The
     momentum transfer is folded into the reciprocal cell for lattice models,
     exactly as in :mod:`scattering.born`.  Symmetric (K_ij = K_ji).
 
@@ -298,7 +299,7 @@ class LinearResponse:
 
 
 def _side_jump_velocity(model, contour, kernel, x, degtol):
-    """v^sj_i = sum_j K_ij w_j delta r(i -> j) with the Monte Carlo's coordinate shift (REFERENCES §3)."""
+    """v^sj_i = sum_j K_ij w_j delta r(i -> j), delta r the MC's coordinate shift (Sinitsyn et al. 2006)."""
     p = contour.size
     xx = np.zeros(2) if x is None else np.asarray(x, float)
     en, vec = model.bands(contour.k, xx)
@@ -372,7 +373,7 @@ def linear_response(model, mu, disorder=None, temperature=0.0, tau=None, n_angle
                     n_scan=born.DEFAULT_N_SCAN, x=None, degtol=DEGTOL):
     """Solve the linearised Boltzmann equation of a homogeneous 2D system exactly (Born kernel).
 
-    Equation (REFERENCES §0 Born rate; static E, k_dot = q E):
+    Equation (Born rate of docs/conventions.md; static E, k_dot = q E):
 
         q E . v_n(k) f0'(eps) = sum_m int[dk'] W(nk, mk') [delta f_m(k') - delta f_n(k)]
                                 + f0'(eps) q E . v^sj_n(k),
@@ -388,14 +389,15 @@ def linear_response(model, mu, disorder=None, temperature=0.0, tau=None, n_angle
 
     * ``drude``: sigma_ab = q sum_i w_i v_a Lambda_b (band velocity).
     * ``side_jump``: the side-jump velocity v^sj_i = sum_j W_ij delta r(i -> j),
-      delta r the gauge-invariant coordinate shift of REFERENCES §3 computed
+      delta r the gauge-invariant coordinate shift (Sinitsyn, Niu & MacDonald
+      2006) computed
       with the Monte Carlo's :func:`scattering.sidejump.coordinate_shift`,
       carried by the ordinary distribution: sigma_ab = q sum_i w_i v^sj_a Lambda_b.
     * ``adist``: the anomalous distribution.  Derivation (Sinitsyn, Niu &
       MacDonald, PRB 75, 045315 (2007); Sinitsyn, J. Phys.: Condens. Matter
       20, 023201 (2008)): a jump delta r in the potential energy U = -q E . r
       changes the band energy, eps_k' = eps_k + q E . delta r(k -> k') (total
-      energy conserved, REFERENCES §3).  In the collision integral of the
+      energy conserved across the jump).  In the collision integral of the
       equilibrium f0(eps) the in- and out-terms then no longer cancel:
       I[f0]_k = sum_k' W_kk' [f0(eps_k + qE.dr) - f0(eps_k)]
       = f0'(eps_k) q E . v^sj_k, which acts as the second source above.
@@ -592,12 +594,12 @@ class TDResult:
 class TimeDependentBoltzmann:
     """Homogeneous Boltzmann equation for f_n(k, t) in a field E(t), all orders in E (2D continuum models).
 
-    Equation (k_dot = q E(t), REFERENCES §0):
+    Equation (k_dot = q E(t), docs/conventions.md):
 
         d(delta f_n)/dt = -q E . grad_k delta f_n - q E . v_n f0'(eps_n) + I[delta f]_n,
 
     for delta f = f - f0 (f0 the Fermi function at mu, T > 0), with I the
-    Born collision integral (REFERENCES §0, W of the Monte Carlo) or
+    Born collision integral (docs/conventions.md, W of the Monte Carlo) or
     -delta f/tau (``tau`` given).  The current is
     j = q sum_n int[dk] f_n (v_n - q E x Omega_n) (anomalous velocity
     -k_dot x Omega); the Fermi-sea part of the anomalous term, f0, is the

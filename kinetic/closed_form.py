@@ -1,6 +1,6 @@
 """Closed-form reference results the Monte Carlo ensembles are compared with.
 
-Conventions (REFERENCES §0, DESIGN.md §5): code units hbar = e = 1, carrier
+Conventions (docs/conventions.md): code units hbar = e = 1, carrier
 charge q = -1; Berry connection A = i<u|grad_k u>, Berry curvature
 Omega_z = -2 Im<d_kx u|d_ky u>; int[dk] = int d^dk/(2 pi)^d; conductivities in
 e^2/hbar (multiply by 2 pi for e^2/h); sigma_ab = dj_a/dE_b.  Dirac results are
@@ -42,7 +42,7 @@ __all__ = [
     "berry_dipole_nonlinear_hall_current",
 ]
 
-#: carrier charge in units of e (REFERENCES §0)
+#: carrier charge in units of e (docs/conventions.md)
 Q = -1.0
 
 
@@ -98,12 +98,12 @@ def _k_array(k):
 
 
 # ----------------------------------------------------------------------------
-# massive Dirac: band geometry (REFERENCES §1)
+# massive Dirac: band geometry (Wong & Tserkovnyak 2021, Sec. III A, in our signs)
 # ----------------------------------------------------------------------------
 
 
 def dirac_energy(k, v, m):
-    """E_k = sqrt(v^2 |k|^2 + m^2) of the massive Dirac model (REFERENCES §1).
+    """E_k = sqrt(v^2 |k|^2 + m^2) of the massive Dirac model (Wong & Tserkovnyak 2021, Eq. 41).
 
     Parameters
     ----------
@@ -126,11 +126,12 @@ def dirac_energy(k, v, m):
 
 
 def dirac_berry_curvature(k, v, m, s, band=+1):
-    """Berry curvature of the massive Dirac model (REFERENCES §1).
+    """Berry curvature of the massive Dirac model (Wong & Tserkovnyak 2021, Sec. III A).
 
     Omega_+/- (k) = -/+ s m v^2 / (2 E_k^3),  E_k = sqrt(v^2 k^2 + m^2),
 
-    with Omega_z = -2 Im<d_kx u|d_ky u> (REFERENCES §0).  A tilt w.k does not
+    with Omega_z = -2 Im<d_kx u|d_ky u> (docs/conventions.md; Wong &
+    Tserkovnyak's B_k = m/E_k^3 at v = 1 is 2|Omega|).  A tilt w.k does not
     change it.  Example: v = s = m = 1 gives Omega_+(0) = -1/2.
 
     Parameters
@@ -164,7 +165,7 @@ def dirac_berry_curvature(k, v, m, s, band=+1):
 
 
 def dirac_orbital_moment(k, v, m, s):
-    """Orbital magnetic moment of the massive Dirac model (REFERENCES §1).
+    """Orbital magnetic moment of the massive Dirac model (Wong & Tserkovnyak 2021, Sec. III A).
 
     m_z(k) = -s e m hbar v^2 / (2 E_k^2), the same for both bands, in code
     units -s m v^2 / (2 E_k^2) (energy / magnetic field).  It is the
@@ -200,9 +201,10 @@ def dirac_orbital_moment(k, v, m, s):
 def dirac_intrinsic_hall(mu, m, s, temperature=0.0):
     """Intrinsic (Berry-curvature) Hall conductivity of one massive Dirac valley.
 
-    sigma_xy = -(q^2/hbar) int[dk] sum_n f_n Omega_n (REFERENCES §0), in e^2/hbar.
+    sigma_xy = -(q^2/hbar) int[dk] sum_n f_n Omega_n (docs/conventions.md), in e^2/hbar.
 
-    T = 0 (REFERENCES §1):  sigma_xy = -(1/4 pi) s m / max(|mu|, |m|)
+    T = 0 (Streda formula, Wong & Tserkovnyak 2021, Eqs. 45-47, in our signs):
+    sigma_xy = -(1/4 pi) s m / max(|mu|, |m|)
     (= -(e^2/2h) s m / max(|mu|, |m|)).
 
     Finite T (derived here): with 2 pi k dk/(2 pi)^2 = E dE/(2 pi v^2) and
@@ -301,7 +303,7 @@ def dirac_density(mu, v, m):
 
 
 # ----------------------------------------------------------------------------
-# Born lifetimes and Drude conductivities (REFERENCES §2)
+# Born lifetimes (white-noise disorder, Fermi golden rule) and Drude conductivities
 # ----------------------------------------------------------------------------
 
 
@@ -318,7 +320,7 @@ def _dirac_shell(eps, v, m, nV2):
 
 
 def dirac_born_rate(eps, v, m, nV2):
-    """Born out-scattering rate of massive Dirac states, white noise (REFERENCES §2).
+    """Born (golden-rule) out-scattering rate of massive Dirac states, white noise.
 
     1/tau = nV2 (eps^2 + m^2) / (2 hbar^3 v^2 |eps|)
 
@@ -353,7 +355,7 @@ def dirac_transport_rate(eps, v, m, nV2):
 
     1/tau_tr = int[dk'] W_kk' (1 - cos(phi - phi')) = nV2 (eps^2 + 3 m^2) / (4 v^2 |eps|).
 
-    Derivation (not in REFERENCES; from the Born rate of REFERENCES §0/§2):
+    Derivation (here; from the Born rate of docs/conventions.md):
     W = 2 pi nV2 |<u_k'|u_k>|^2 delta(eps - eps'), overlap
     (1 + cos^2 theta + sin^2 theta cos phi)/2 with phi = phi' - phi_k,
     cos theta = m/eps.  Angle average of overlap x (1 - cos phi):
@@ -380,9 +382,9 @@ def parabolic_born_rate(mstar, nV2, dim=2, eps=None):
     """Born out-scattering rate of a parabolic band eps = hbar^2 k^2 / 2m*, white noise.
 
     1/tau = 2 pi nV2 D(eps) with D the density of states per spin
-    (REFERENCES §0 Born rate; the overlap is 1 for a single band):
+    (Born rate of docs/conventions.md; the overlap is 1 for a single band):
 
-    - dim = 2 (REFERENCES §2): D = m*/(2 pi), 1/tau = nV2 m* / hbar^3,
+    - dim = 2 (the textbook result): D = m*/(2 pi), 1/tau = nV2 m* / hbar^3,
       energy independent (``eps`` not needed).
     - dim = 1 (derived): D = m*/(pi k), 1/tau = nV2 sqrt(2 m* / eps)
       (= 2 nV2 m*/k); this counts both final states k' = +/-k; the transport
@@ -421,7 +423,7 @@ def parabolic_born_rate(mstar, nV2, dim=2, eps=None):
 
 
 def drude_conductivity(density, tau, mstar):
-    """Drude conductivity sigma = n e^2 tau / m* (REFERENCES §2), in e^2/hbar (code units).
+    """Drude conductivity sigma = n e^2 tau / m* (one spin species), in e^2/hbar (code units).
 
     Parameters
     ----------
@@ -483,12 +485,12 @@ def dirac_drude_conductivity(mu, v, m, nV2):
 
 
 # ----------------------------------------------------------------------------
-# Landau-Zener, Bloch and cyclotron periods (REFERENCES §4, §6)
+# Landau-Zener formula, Bloch and cyclotron periods
 # ----------------------------------------------------------------------------
 
 
 def landau_zener_probability(m, v, F, ky=0.0):
-    """Landau-Zener interband probability through the Dirac anticrossing (REFERENCES §4).
+    """Landau-Zener interband probability through the Dirac anticrossing (Landau-Zener formula).
 
     P = exp[-pi (m^2 + hbar^2 v^2 k_y^2) / (hbar v F)]
 
@@ -522,7 +524,7 @@ def landau_zener_probability(m, v, F, ky=0.0):
 
 
 def bloch_period(E, a):
-    """Bloch-oscillation period T_B = 2 pi hbar / (|q E| a) (REFERENCES §6).
+    """Bloch-oscillation period T_B = 2 pi hbar / (|q E| a) of a tight-binding chain.
 
     Parameters
     ----------
@@ -570,15 +572,15 @@ def cyclotron_period(mstar, B):
 
 
 # ----------------------------------------------------------------------------
-# Qi-Wu-Zhang (REFERENCES §5)
+# Qi-Wu-Zhang model (docs/models.md, "QWZ")
 # ----------------------------------------------------------------------------
 
 
 def qwz_chern(u):
-    """Lower-band Chern number of the QWZ model (REFERENCES §5).
+    """Lower-band Chern number of the Qi-Wu-Zhang model (closed form).
 
     C = [sgn(u + 2) + sgn(u - 2) - 2 sgn(u)] / 2: -1 for 0 < u < 2, +1 for
-    -2 < u < 0, 0 for |u| > 2, with C = (1/2 pi) int Omega (REFERENCES §0).
+    -2 < u < 0, 0 for |u| > 2, with C = (1/2 pi) int Omega (docs/conventions.md).
 
     Parameters
     ----------
@@ -598,7 +600,7 @@ def qwz_chern(u):
 
 
 def qwz_hall(u):
-    """Hall conductivity of the QWZ insulator with mu in the gap: -C/(2 pi) e^2/hbar (REFERENCES §5).
+    """Hall conductivity of the QWZ insulator with mu in the gap: -C/(2 pi) e^2/hbar (docs/conventions.md).
 
     (= -C e^2/h; +1/(2 pi) at u = 1.)
     """
@@ -606,12 +608,12 @@ def qwz_hall(u):
 
 
 # ----------------------------------------------------------------------------
-# Lindblad dephasing (REFERENCES §7)
+# Lindblad pure dephasing in the eigenbasis
 # ----------------------------------------------------------------------------
 
 
 def lindblad_dephasing_coherence(rho0, energies, gamma, t):
-    """Closed-form solution of eigenbasis dephasing (REFERENCES §7).
+    """Closed-form solution of eigenbasis (pure) dephasing of the Lindblad equation.
 
     For d rho/dt = -i[H, rho] + gamma sum_i (P_i rho P_i - {P_i, rho}/2),
     P_i = |i><i| the eigenprojectors of H (sum_i P_i = 1):
@@ -653,7 +655,7 @@ def lindblad_dephasing_coherence(rho0, energies, gamma, t):
 
 
 # ----------------------------------------------------------------------------
-# Berry-curvature-dipole nonlinear Hall effect (seed 004, Sodemann-Fu)
+# Berry-curvature-dipole nonlinear Hall effect (Sodemann & Fu 2015, as on Balents 2025 slides)
 # ----------------------------------------------------------------------------
 
 
@@ -742,7 +744,7 @@ def nonlinear_hall_chi(dipole, tau):
     D_b = int[dk] f0 d_b Omega_z (integration by parts).  So
     chi_abc = -q^3 tau eps_{acz} D_b = -tau eps_{azc} D_b (q = -1), i.e.
     j_x = tau (E.D) E_y, j_y = -tau (E.D) E_x.
-    Sodemann & Fu (seed 004 slide "Non-linear Hall effect":
+    Sodemann & Fu (2015; Balents 2025 slides, slide "Non-linear Hall effect":
     chi^SF_abc = -eps_adc e^3 tau / (2(1 + i omega tau)) int f0 d_b Omega_d,
     for E(t) = Re E e^{i omega t}) agrees: a static field has
     j = j^0 + j^{2 omega} = 2 chi^SF(0) E E, i.e. chi = 2 chi^SF(omega = 0).
@@ -774,7 +776,7 @@ def berry_dipole_nonlinear_hall_current(E, dipole, tau):
 
     j = -q^3 tau (E.D) (E x z) = tau (E.D) (E_y, -E_x) with q = -1; see
     :func:`nonlinear_hall_chi` for the derivation and the relation to
-    Sodemann-Fu (seed 004).
+    Sodemann & Fu (2015; Balents 2025 slides, "Non-linear Hall effect").
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""Coherence-matrix radiative transport of a homogeneous two-band system (seed 002 Eqs. 4.14-4.16).
+"""Coherence-matrix radiative transport of a homogeneous two-band system (Qi, Wang & Watson, Eqs. 4.14-4.16).
 
 The band-basis coherence matrix sigma_jl(p, t) (j, l band indices, p on a
 polar grid around the crossing) obeys, for a spatially homogeneous state
@@ -7,14 +7,14 @@ parameter ``eps`` (1 in physical units):
 
     d sigma_jl/dt = -(i/eps) (E_j - E_l) sigma_jl + C[sigma]_jl(p)
 
-(seed 002: (i/eps)(E_l - E_j) sigma_jl, the same term).  Overlaps
+(Qi, Wang & Watson: (i/eps)(E_l - E_j) sigma_jl, the same term).  Overlaps
 O_jm(p, q) = <u_j(p)|u_m(q)> (the seed's conj(A_jm(p, q)) with
 A_mj(q, p) = <u_j(p)|u_m(q)>), R^ the disorder spectrum of the Monte Carlo
 (:mod:`scattering.disorder`), int[dq] = int d^2q/(2 pi)^2.
 
 Two collision operators are implemented:
 
-``form="seed"`` -- seed 002 Eq. (4.15) literally:
+``form="seed"`` -- Qi, Wang & Watson, Eq. (4.15) literally:
     C_jl = 2 pi int[dq] R^(p - q) sum_{m m'} delta(E_l(p) - E_m(q))
            [O_jm sigma_mm'(q) O_lm'^* - O_jm O_m'm^* sigma_m'l(p)]
     (the seed's 1/(2 pi)^(d-1) int dq = 2 pi int[dq]).  All energy deltas
@@ -32,7 +32,7 @@ Two collision operators are implemented:
            - sum_{n m} [O_jm O_nm^* delta(E_m(q) - E_n(p)) sigma_nl(p)
                         + sigma_jn(p) O_nm O_lm^* delta(E_m(q) - E_n(p))] }.
     For diagonal sigma both forms reduce to the Boltzmann equation with the
-    Born rate W = 2 pi R^ |<u_m(q)|u_l(p)>|^2 delta(...) (REFERENCES §0),
+    Born rate W = 2 pi R^ |<u_m(q)|u_l(p)>|^2 delta(...) (docs/conventions.md),
     and near the crossing (E_j = E_l) they coincide.
 
 ``secular=True`` keeps only the terms that couple components with equal

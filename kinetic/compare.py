@@ -4,7 +4,7 @@
 :class:`packets.result.Result` (or a list of them over a parameter) and
 reference values, and returns a :class:`ComparisonTable` with one row per
 quantity (and parameter value): MC mean, MC standard error (batch means,
-DESIGN.md §7), reference, and z = (MC - reference) / stderr.  With ``path``
+docs/architecture.md), reference, and z = (MC - reference) / stderr.  With ``path``
 it also writes a PNG: MC points with error bars on the reference curve.
 matplotlib is the optional extra ``plot`` (``pip install packets[plot]``);
 it is imported only when a figure is requested, with the Agg backend, after

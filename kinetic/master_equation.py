@@ -1,7 +1,7 @@
 """Single-k pseudospin master equation: the exact reference for dephasing and coherent band dynamics.
 
 The band pseudospin of one packet (fixed k, or k(t) along a driven path) is
-an N-level density matrix obeying the Lindblad equation (REFERENCES §7)
+an N-level density matrix obeying the Lindblad equation (dephasing in a basis)
 
     d rho/dt = -i [H, rho]
                + gamma sum_i (P_i rho P_i - {P_i, rho}/2)
@@ -12,7 +12,7 @@ hbar = 1.  P_i = |b_i><b_i| are the projectors on an orthonormal basis
 the dephasing term equals gamma (sum_i P_i rho P_i - rho), so in the basis
 {b_i} populations are untouched and every coherence decays at the rate gamma
 (not gamma/2, not 2 gamma): rho_ij(t) = rho_ij(0) e^{-i(e_i - e_j)t} e^{-gamma t}
-when {b_i} is the eigenbasis (REFERENCES §7;
+when {b_i} is the eigenbasis (pure dephasing;
 :func:`kinetic.closed_form.lindblad_dephasing_coherence`).  The general jump
 operators L_j carry their rates (L_j = sqrt(Gamma_j) x operator).
 
@@ -139,7 +139,7 @@ def liouvillian(H, dephasing_rate=0.0, basis=None, jump_ops=()):
 
 def lindblad_evolve(H, rho0, times, dephasing_rate=0.0, basis=None, jump_ops=None, H_t=None, method=None,
                     rtol=1e-10, atol=1e-12):
-    """Integrate the Lindblad equation of one pseudospin (REFERENCES §7; module doc).
+    """Integrate the Lindblad equation of one pseudospin (module doc).
 
     d rho/dt = -i[H(t), rho] + gamma sum_i (P_i rho P_i - {P_i, rho}/2)
                + sum_j (L_j rho L_j^dag - {L_j^dag L_j, rho}/2),  hbar = 1,
@@ -279,7 +279,7 @@ def bloch_equations(h, r0, times, dephasing_rate=0.0, axis=None, h_t=None, rtol=
     """Bloch equations of a dephased two-level system (second, independent form of the master equation).
 
     For H = h0 1 + h.sigma and dephasing projectors P_+/- = (1 +/- n.sigma)/2
-    (REFERENCES §7 with N = 2), the Lindblad equation of :func:`lindblad_evolve`
+    (the module's dephasing with N = 2), the Lindblad equation of :func:`lindblad_evolve`
     becomes, for r = Tr(rho sigma),
 
         dr/dt = 2 h x r - gamma [r - (r.n) n],

@@ -1,7 +1,7 @@
-"""Non-adiabatic steady state of seed 001 (Eqs. 54-63): hybridised bands at finite field.
+"""Non-adiabatic steady state of Tu, Li & Yao (Eqs. 54-63): hybridised bands at finite field.
 
 Homogeneous system (no spatial texture), static field E, charge q = -1
-(hbar = e = 1, REFERENCES §0).  At every k:
+(hbar = e = 1, docs/conventions.md).  At every k:
 
 * Eq. (54)-(55), (27): the moving-frame Hamiltonian in the band basis
   Hbar_nm = eps_n delta_nm + V_nm (n != m), V_nm = -(q E) . A_nm with the
@@ -108,7 +108,7 @@ def _manifold(model, manifold):
 
 
 def hybridised_bands(model, k, E, manifold=None, remote="perturbative", x=None):
-    """Hybridised energies E_i, velocities v~_i and eta vectors at points k (seed 001 Eqs. 54-55, 58, 61-63).
+    """Hybridised energies E_i, velocities v~_i and eta vectors at points k (Tu, Li & Yao, Eqs. 54-55, 58, 61-63).
 
     Parameters
     ----------
@@ -191,7 +191,7 @@ def _check(mu, temperature, tau):
 
 def nonadiabatic_current(model, E, mu, temperature, tau, manifold=None, remote="perturbative", grid=None,
                          fd_step=1e-5, x=None, **grid_options):
-    """Steady-state current of seed 001 Eqs. (57)-(60) on a k grid at finite field (module docstring).
+    """Steady-state current of Tu, Li & Yao, Eqs. (57)-(60) on a k grid at finite field (module docstring).
 
     Parameters
     ----------
@@ -239,7 +239,7 @@ def adiabatic_current(model, E, mu, temperature, tau, bands=None, grid=None, x=N
     J = q sum_n int[dk] [f(eps_n) + delta f_n] (v_n - q E x Omega_n),
     delta f_n = -tau f'(eps_n) q E . v_n (relaxation-time Boltzmann): the
     intrinsic + Drude-in-RTA result (plus the Berry-dipole term at second
-    order), seed 001 Eqs. (46)-(47).
+    order), Tu, Li & Yao, Eqs. (46)-(47).
 
     Returns
     -------

@@ -1,7 +1,7 @@
 """Built-in observables: current, density on a grid, band populations,
 pseudospin density matrix, energy (issue: dynamics, item 5).
 
-Charge convention: carrier charge q = -1 (REFERENCES §0), so the current
+Charge convention: carrier charge q = -1 (docs/conventions.md), so the current
 density is j = q sum_i w_i dx_i/dt = -sum_i w_i dx_i/dt.
 """
 import math
@@ -22,7 +22,7 @@ class Current:
     adiabatic mode), ``anomalous`` = dx/dt - band (Berry-curvature /
     inter-band coherence part) and ``jump``, the side-jump current
     q sum_i w_i (displacement by events during the record interval)/interval
-    (REFERENCES §3) — the jumps are instantaneous, so they never appear in
+    (Sinitsyn, Niu & MacDonald 2006) — the jumps are instantaneous, so they never appear in
     dx/dt.  total = band + anomalous + jump.  The first three are
     instantaneous values at the record time, ``jump`` is the average over the
     preceding record interval (both are what a time average over a steady

@@ -18,7 +18,7 @@ rng         counter-based Philox4x32-10 random numbers (same on CPU and GPU)
 linalg      kernel-callable small Hermitian eigensolvers
 units       code units (hbar = e = 1, carrier charge -1) and SI conversions
 
-Conventions (REFERENCES §0): e > 0, carrier charge q = -e; Berry connection
+Conventions (docs/conventions.md): e > 0, carrier charge q = -e; Berry connection
 A = i<u|grad_k u>, Omega_z = -2 Im<d_kx u|d_ky u>; sigma_xy = dj_x/dE_y.
 
 ``import packets`` never imports CUDA; the GPU backend is loaded lazily.

@@ -1,6 +1,6 @@
 """Kernel-callable band geometry at one phase-space point.
 
-Every function here follows the kernel rules of DESIGN.md §3 (plain
+Every function here follows the kernel rules of docs/architecture.md (plain
 ``@numba.njit`` without a signature, no allocation, no exceptions, no array
 methods), so the CPU drivers and numba-cuda device code call the very same
 formulas.  The vectorised user-facing versions live in
@@ -13,7 +13,7 @@ w : float64[nb]
 ma, mb : complex128[nb, nb]
     Band-basis derivative matrices ``M^a = V^dagger (dH/dlambda_a) V``, i.e.
     ``M^a_nm = <u_n| d_a H |u_m>``, from :func:`band_derivative_matrices`.
-    ``lambda`` runs over phase space (x_1..x_d, k_1..k_d) as in seed 001
+    ``lambda`` runs over phase space (x_1..x_d, k_1..k_d) as in Tu, Li & Yao,
     Eq. (13), so passing dH/dk or dH/dx matrices gives the k-k, k-x and x-x
     components with the same functions.  For ``lambda = k`` (hbar = 1),
     ``M^a`` is the velocity matrix.
@@ -36,7 +36,7 @@ Degenerate rule
 A pair (n, m) with ``|w_n - w_m| <= degtol`` contributes **zero**.  Within a
 degenerate subspace the individual eigenvectors are not defined (any rotation
 is as good), so the terms ``<u_n|d_a u_m>`` between degenerate partners are
-not defined for a single band; moreover seed 001 Eq. (12) shows that
+not defined for a single band; moreover Tu, Li & Yao, Eq. (12) shows that
 ``M^a_nm = 0`` between exactly degenerate bands, so the 0/0 is resolved to 0.
 The single-band quantities then contain only the coupling to the
 non-degenerate bands; for a degenerate multiplet the meaningful (gauge
@@ -73,7 +73,7 @@ def band_derivative_matrices(v, dh, out):
         filler).
     out : complex128[nd, nb, nb]
         Output, ``out[a, n, m] = <u_n| d_a H |u_m>``.  For ``lambda = k`` and
-        hbar = 1 this is the velocity matrix (seed 001 Eq. 11).
+        hbar = 1 this is the velocity matrix (Tu, Li & Yao, Eq. 11).
     """
     for a in range(dh.shape[0]):
         linalg.sandwich(v, dh[a], out[a])
@@ -83,7 +83,7 @@ def band_derivative_matrices(v, dh, out):
 def interband_connection(w, ma, n, m, degtol):
     """Interband Berry connection ``A^a_nm = i<u_n|d_a u_m>`` for n != m.
 
-    ``A^a_nm = i M^a_nm / (w_m - w_n)`` (seed 001 Eq. 13 with
+    ``A^a_nm = i M^a_nm / (w_m - w_n)`` (Tu, Li & Yao, Eq. 13 with
     ``<u_n|d_a u_m> = M^a_nm/(w_m - w_n)``).  Length units for
     ``lambda = k``.  Gauge covariant: it picks up the phases of ``u_n`` and
     ``u_m``.  Returns 0 for n == m (the diagonal connection is gauge
@@ -107,7 +107,7 @@ def curvature(w, ma, mb, n, degtol):
     """Abelian Berry curvature ``Omega_n^{ab}`` of band n.
 
     ``Omega_n^{ab} = d_a R_b - d_b R_a = -2 Im<d_a u_n|d_b u_n>``
-    (seed 001 Eq. 44, REFERENCES §0) in sum-over-states form::
+    (Tu, Li & Yao, Eq. 44; docs/conventions.md) in sum-over-states form::
 
         Omega_n^{ab} = -2 Im sum_{m != n} M^a_nm M^b_mn / (w_n - w_m)^2
 
@@ -134,7 +134,8 @@ def curvature(w, ma, mb, n, degtol):
 def metric(w, ma, mb, n, degtol):
     """Quantum metric ``g_n^{ab} = Re<d_a u_n|(1 - P_n)|d_b u_n>`` of band n.
 
-    Sum-over-states form (seed 004, band geometry)::
+    Sum-over-states form of the quantum metric (defined on Balents 2025
+    slides, "Bands")::
 
         g_n^{ab} = Re sum_{m != n} M^a_nm M^b_mn / (w_n - w_m)^2
 
@@ -162,14 +163,15 @@ def orbital_moment(w, ma, mb, n, degtol):
 
     ``m_n = -i (e/2hbar) <grad u_n| x (H - eps_n) |grad u_n>`` for carriers of
     charge q = -e (Xiao, Chang & Niu, Rev. Mod. Phys. 82, 1959 (2010); the
-    moment of seed 003 Eq. 35, energy shift ``-m.B``), in sum-over-states
-    form with e = hbar = 1::
+    moment of Wong & Tserkovnyak 2021, Eq. 35, energy shift ``-m.B``), in
+    sum-over-states form with e = hbar = 1::
 
         m^c_n = sum_{m != n} Im(M^a_nm M^b_mn) / (w_m - w_n)
 
     Pass ``ma = M^{k_a}``, ``mb = M^{k_b}`` with (a, b, c) cyclic, e.g.
     (k_x, k_y) for m_z.  Units: e x energy x length^2 / hbar (code units).
-    Check (REFERENCES §1): the massive Dirac model gives
+    Check (Wong & Tserkovnyak 2021, Sec. III A): the massive Dirac model
+    gives
     ``m_z = -s m v^2 / (2 E_k^2)`` for both bands.  Degenerate partners are
     skipped (module docstring).
 
@@ -193,17 +195,17 @@ def bcp(w, ma, mb, n, degtol):
     """Berry connection polarizability ``G_n^{ab}`` of band n.
 
     Gao, Yang & Niu, PRL 112, 166601 (2014) (the field-induced Berry
-    connection of seed 000 §4.2, ``A'_a = G_ab E_b`` to first order in a
-    uniform field E), with e = 1::
+    connection of Lu & Zhou 2016, §4.2, ``A'_a = G_ab E_b`` to first order
+    in a uniform field E), with e = 1::
 
         G_n^{ab} = 2 Re sum_{m != n} A^a_nm A^b_mn / (eps_n - eps_m)
                  = 2 Re sum_{m != n} M^a_nm M^b_mn / (w_n - w_m)^3
 
     It is also the second derivative of the second-order Stark shift of band
     n, ``eps_n^(2) = (1/2) G^{ab} E_a E_b`` (independent of the sign of the
-    carrier charge).  Seed 004's "band-normalised quantum metric" is
-    ``T_n = -G_n``.  Symmetric; units length^3/energy for k-k.  For a
-    two-band model ``H = d0 + d.sigma`` it equals
+    carrier charge).  The "band-normalised quantum metric" of Balents 2025
+    slides is ``T_n = -G_n``.  Symmetric; units length^3/energy for k-k.
+    For a two-band model ``H = d0 + d.sigma`` it equals
     ``+ (d_a dhat . d_b dhat) / (4|d|)`` for the **upper** band and minus
     that for the lower band (level repulsion lowers the lower band).
     Degenerate partners are skipped (module docstring).
@@ -227,8 +229,8 @@ def bcp(w, ma, mb, n, degtol):
 def nonabelian_curvature(w, ma, mb, lo, hi, n, m, degtol):
     """Non-Abelian Berry curvature ``F^{ab}_nm`` of the manifold [lo, hi).
 
-    Seed 001 Eqs. (40)-(41): with ``Q_r`` the projector on the remote bands
-    r = all bands outside [lo, hi),
+    Tu, Li & Yao, Eqs. (40)-(41): with ``Q_r`` the projector on the remote
+    bands r = all bands outside [lo, hi),
     ``F_nm = i<d_a u_n|Q_r|d_b u_m> - i<d_b u_n|Q_r|d_a u_m>``, i.e. in
     sum-over-states form::
 

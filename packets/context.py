@@ -35,7 +35,7 @@ def make_context(model, field, dynamics, orbital_moment=True, manifold=None):
 
     ``manifold=(lo, hi)``: coherent dynamics inside an active manifold
     (:mod:`packets.manifold`); dx/dt and dk/dt then include the remote-band
-    curvature terms of seed 001 Eq. 42.
+    curvature terms of Tu, Li & Yao, Eq. 42.
     """
     dim = model.dim
     nb = model.nbands

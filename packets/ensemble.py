@@ -1,7 +1,7 @@
 """The packet ensemble: structure-of-arrays state of many wave packets.
 
 An :class:`Ensemble` holds the phase-space centres, band pseudospins and
-statistical weights of ``n`` semiclassical wave packets (DESIGN.md §1, §5),
+statistical weights of ``n`` semiclassical wave packets (docs/conventions.md),
 with packets along axis 0 so that the CPU and GPU drivers can read and write
 them in place:
 
@@ -11,7 +11,7 @@ attribute  dtype, shape            meaning
 ``x``      float64[n, dim]         packet centre in real space (length)
 ``k``      float64[n, dim]         crystal momentum of the centre (1/length)
 ``chi``    complex128[n, nbands]   pseudospin amplitudes in the model's
-                                   *orbital* basis, |chi| = 1 (seed 001 Eq. 10)
+                                   *orbital* basis, |chi| = 1 (Tu, Li & Yao, Eq. 10)
 ``band``   int64[n]                band index (adiabatic dynamics), or the band
                                    the packet was initialised in (coherent)
 ``weight`` float64[n]              statistical weight (see below)
@@ -22,7 +22,8 @@ attribute  dtype, shape            meaning
 The pseudospin is stored in the orbital basis, not the band basis: a packet
 "in band n" has ``chi = u_n(x, k)``, the band-n eigenvector returned by
 :meth:`packets.models.BandModel.bands`.  The coherent dynamics evolves chi in
-this basis, so no Berry gauge has to be fixed along a trajectory (DESIGN.md §4).
+this basis, so no Berry gauge has to be fixed along a trajectory
+(docs/architecture.md, "Dynamics").
 
 Weights convention
 ------------------
@@ -34,9 +35,9 @@ Ensemble sums are *densities*:
     \\qquad \\int [dk] = \\int \\frac{d^d k}{(2\\pi)^d},
 
 per unit length/area/volume of the sample (one spin species, one valley —
-the model's own degrees of freedom), with f_n the Fermi function of seed 001
+the model's own degrees of freedom), with f_n the Fermi function of Tu, Li & Yao,
 Eq. 46b.  So ``weight.sum()`` is the carrier density, and with O = -v the
-weighted sum is the current density j = q sum_n int[dk] f_n v_n (seed 001
+weighted sum is the current density j = q sum_n int[dk] f_n v_n (Tu, Li & Yao,
 Eq. 47, q = -1).  :meth:`Ensemble.gaussian_packet` and the default of
 :meth:`Ensemble.from_arrays` instead give total weight 1 (one particle), so
 their sums are single-particle expectation values.
@@ -69,7 +70,7 @@ def _status_codes():
 #: Per-packet status codes stored in ``Ensemble.status`` (int32), as an
 #: IntEnum mirroring :mod:`packets.status` (where new codes are added).
 #: ``STATUS.OK = 0`` means the packet is healthy; nonzero codes are set by the
-#: dynamics kernels (DESIGN.md §3: errors inside kernels are status codes,
+#: dynamics kernels (docs/architecture.md: errors inside kernels are status codes,
 #: never exceptions).  ``STATUS.OK`` and ``STATUS["OK"]`` both work; kernels
 #: use the plain ints of :mod:`packets.status`.
 STATUS = enum.IntEnum("STATUS", _status_codes(), module=__name__)
@@ -94,7 +95,7 @@ _MAX_BATCH = 1 << 20
 
 
 def fermi(eps, mu, temperature):
-    """Fermi-Dirac occupation f = 1 / (exp((eps - mu)/T) + 1) (seed 001 Eq. 46b).
+    """Fermi-Dirac occupation f = 1 / (exp((eps - mu)/T) + 1) (Tu, Li & Yao, Eq. 46b).
 
     Evaluated as ``exp(-logaddexp(0, (eps - mu)/T))``, which neither overflows
     nor loses relative accuracy in either tail.  At ``temperature == 0`` the
@@ -317,7 +318,7 @@ def _band_vectors(model, x, k, band):
 
 
 class Ensemble:
-    """State of ``n`` wave packets as a structure of arrays (DESIGN.md §5).
+    """State of ``n`` wave packets as a structure of arrays (docs/conventions.md).
 
     Build one with a constructor: :meth:`fermi_sea` (equilibrium Fermi sea),
     :meth:`fermi_surface` (states in an energy window around mu),
@@ -326,7 +327,7 @@ class Ensemble:
 
     Weighted sums over the ensemble are densities per unit length/area/volume,
     sum_i w_i O_i = int[dk] sum_n f_n(k) O_n(k) with int[dk] = int d^dk/(2 pi)^d
-    (seed 001 Eqs. 46b-47; see the module docstring), except for
+    (Tu, Li & Yao, Eqs. 46b-47; see the module docstring), except for
     :meth:`gaussian_packet`, whose weights sum to one.
 
     Attributes
@@ -539,7 +540,7 @@ class Ensemble:
 
             w_i = f(\\varepsilon_b(\\mathbf k_i); \\mu, T)\\, \\frac{V_k}{(2\\pi)^d\\, n_b},
 
-        with f the Fermi function (seed 001 Eq. 46b), V_k the volume of the
+        with f the Fermi function (Tu, Li & Yao, Eq. 46b), V_k the volume of the
         sampled k region and n_b the number of packets of band b.  Then
         sum_i w_i O_i is an unbiased Monte Carlo estimate of
         int[dk] sum_b f_b O_b per unit length/area/volume.  When all f = 1
@@ -637,7 +638,7 @@ class Ensemble:
                   \\frac{n_{\\rm bands} V_k\\, p}{(2\\pi)^d\\, n},
 
         so sum_i w_i O_i is an unbiased estimate of
-        int[dk] sum_b f_b O_b restricted to the window (seed 001 Eqs. 46b-47).
+        int[dk] sum_b f_b O_b restricted to the window (Tu, Li & Yao, Eqs. 46b-47).
         ``info["acceptance"]`` (p) and ``info["attempts"]`` (N) give its
         statistical error: relative variance (1 - p)/n from the window volume
         plus var(w)/(n mean(w)^2) from the spread of f.  The factor p is
@@ -657,7 +658,7 @@ class Ensemble:
         equilibrium current of the filled states vanishes.  But intrinsic
         (Fermi-sea) contributions of the filled states below the window, such
         as the anomalous Hall conductivity -q^2 int[dk] sum_n f_n Omega_n
-        (REFERENCES §0), are absent and must be added separately, from
+        (docs/conventions.md), are absent and must be added separately, from
         ``packets.geometry.intrinsic_hall_conductivity``, or the problem run
         with a :meth:`fermi_sea` ensemble instead.  ``info["background"]`` records
         that and an unbiased MC estimate of the density below the window

@@ -1,7 +1,7 @@
 """Per-packet equations of motion and integrators, written once for both backends.
 
 Everything returned by the factories here is a plain ``@numba.njit`` function
-without a signature that follows the kernel rules of DESIGN.md §3: scratch
+without a signature that follows the kernel rules of docs/architecture.md: scratch
 comes in through the tuple ``S`` built by :func:`make_scratch_allocator` (CPU) or
 by the GPU driver (``cuda.local.array``), parameters through the tuple ``P`` of
 float64 arrays; both are reached by the names of :mod:`packets.scratch`
@@ -10,11 +10,11 @@ close over the model's and the field's own ``@njit`` functions, so a user's
 Hamiltonian or E(t) is inlined into the compiled step, and physics that is not
 used (texture, B, U) is compiled out.
 
-Two dynamics levels (DESIGN.md §4):
+Two dynamics levels (docs/architecture.md, "Dynamics"):
 
 ``coherent``
     The packet carries a pseudospin chi over all bands of the model, in the
-    model's *orbital* basis (no Berry gauge is ever fixed).  Seed 001
+    model's *orbital* basis (no Berry gauge is ever fixed).  Tu, Li & Yao,
     Eqs. 8-10 and 19-21, with hbar = 1 and carrier charge q = -1::
 
         dx/dt   = <chi| dH/dk |chi>
@@ -26,20 +26,22 @@ Two dynamics levels (DESIGN.md §4):
     put in by hand: it emerges from the inter-band coherence of chi.
 
 ``adiabatic``
-    One band n per packet.  Seed 001 Eq. 43 with the phase-space Berry
+    One band n per packet.  Tu, Li & Yao, Eq. 43 with the phase-space Berry
     curvatures Omega^{k k}, Omega^{k x}, Omega^{x x} (Eq. 44) and, with B,
-    seed 003 Eqs. 35-40 (orbital-moment energy eps - m.B and the phase-space
-    density factor).  All are obtained at once by solving the linear system
-    ``omega xi_dot = grad_xi H`` exactly (Gaussian elimination), where
-    xi = (x, k), H = eps_n - m_n.B + U(x) - qE.x, and the symplectic form is
+    Wong & Tserkovnyak 2021, Eqs. 35-40 (orbital-moment energy eps - m.B and
+    the phase-space density factor).  All are obtained at once by solving the
+    linear system ``omega xi_dot = grad_xi H`` exactly (Gaussian elimination),
+    where xi = (x, k), H = eps_n - m_n.B + U(x) - qE.x, and the symplectic
+    form is
 
         omega[x_a, x_b] = q eps_abc B_c + Omega^{x_a x_b}
         omega[x_a, k_b] = -delta_ab + Omega^{x_a k_b}
         omega[k_a, k_b] = Omega^{k_a k_b}
 
     This reproduces Eq. 43 term by term (check: with no texture and no B it
-    gives dk/dt = qE, dx/dt = grad eps - dk/dt x Omega, REFERENCES §0) and
-    contains D = |Pf omega| = 1 + (e/hbar) B.Omega (seed 003 Eq. 37) exactly.
+    gives dk/dt = qE, dx/dt = grad eps - dk/dt x Omega, docs/conventions.md)
+    and contains D = |Pf omega| = 1 + (e/hbar) B.Omega (Wong & Tserkovnyak
+    2021, Eq. 37) exactly.
 
 Integrators
 -----------
@@ -69,7 +71,7 @@ from . import status as st
 from . import scratch as sc
 from .variant import field_key, model_key
 
-#: carrier charge (units of e); REFERENCES §0
+#: carrier charge (units of e); docs/conventions.md
 Q = -1.0
 
 
@@ -167,7 +169,7 @@ def solve_linear(a, b, n):
 
 
 def make_coherent_rates(model, field):
-    """Build ``rates(t, x, k, chi, P, S, K, j)``: seed 001 Eqs. 19-21.
+    """Build ``rates(t, x, k, chi, P, S, K, j)``: Tu, Li & Yao, Eqs. 19-21.
 
     Writes dx/dt = <chi|dH/dk|chi> into ``K[j, 0]`` and
     dk/dt = qE(t) - <chi|dH/dx|chi> - grad U + q (dx/dt) x B into ``K[j, 1]``
@@ -267,7 +269,8 @@ def make_band_state(model, field, orbital_moment=True):
 
     @kernel
     def moment_dot_b(w, M, n, B):
-        # m_n . B from the k-k band matrices (seed 003; REFERENCES §1 sign)
+        # m_n . B from the k-k band matrices (Wong & Tserkovnyak 2021, Eq. 35;
+        # sign: docs/conventions.md)
         if dim == 2:
             return bandgeom.orbital_moment(w, M[dim], M[dim + 1], n, degtol) * B[2]
         mx = bandgeom.orbital_moment(w, M[dim + 1], M[dim + 2], n, degtol)
@@ -355,7 +358,7 @@ def make_adiabatic_rates(model, field, orbital_moment=True, moment_step=1e-4):
     velocity d(eps - m.B)/dk into ``vband`` (length dim).
 
     Solves omega xi_dot = grad_xi(eps_n - m.B + U - qE.x) exactly (module
-    docstring; seed 001 Eq. 43, seed 003 Eqs. 35-40).  Returns False when
+    docstring; Tu, Li & Yao, Eq. 43, Wong & Tserkovnyak 2021, Eqs. 35-40).  Returns False when
     omega is singular (the packet is then flagged).
     """
     key = (model_key(model), field_key(field), bool(orbital_moment), float(moment_step))
@@ -501,7 +504,7 @@ def make_cf4_step(stage, nb, dim):
 def make_coherent_step(model, field):
     """Build ``step(t, dt, x, k, chi, n, P, S) -> status`` for coherent packets (any N).
 
-    :func:`make_cf4_step` with G_i = H(x_i, k_i) and the rates of seed 001
+    :func:`make_cf4_step` with G_i = H(x_i, k_i) and the rates of Tu, Li & Yao,
     Eqs. 19-21; exponentials through the Jacobi eigensystem (N > 2).
     """
     h = inlined(model.h)
@@ -519,7 +522,7 @@ def make_coherent_step(model, field):
 
 
 def make_coherent_step2(model, field):
-    """Two-band closed-form version of :func:`make_coherent_step` (DESIGN.md §3).
+    """Two-band version of :func:`make_coherent_step` in closed-form 2x2 algebra.
 
     The same scheme (commutator-free fourth order for chi, RK4 for x, k) with
     chi held in two complex scalars, H reduced to its d-vector and every

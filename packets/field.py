@@ -1,13 +1,13 @@
 """External fields acting on the packets: uniform E(t), uniform B, scalar U(x).
 
-Conventions (REFERENCES §0): carrier charge q = -1 (hbar = e = 1), so the
+Conventions (docs/conventions.md): carrier charge q = -1 (hbar = e = 1), so the
 Lorentz force is hbar dk/dt = qE + q (dx/dt) x B and a static uniform E enters
 the Hamiltonian as the potential energy -qE.x.  B is B_z in 2D (the packet
 plane is xy) and a 3-vector in 3D; there is no B in 1D.
 
 Time dependence of E is a user (or built-in) ``@njit`` function
 ``efield(t, p, out)`` filling ``out[dim]`` at time t from its float64
-parameters ``p``; it is inlined into the kernels (DESIGN.md §3), so AC,
+parameters ``p``; it is inlined into the kernels (docs/architecture.md), so AC,
 pulsed or ramped fields cost nothing extra.  The scalar potential U(x)
 (energy) is an ``@njit`` function ``potential(x, p, grad) -> U`` that returns
 U and fills ``grad[dim]`` with dU/dx; it must vary slowly on the scale of the

@@ -8,31 +8,32 @@ functions of :mod:`packets.bandgeom` inside an ``@njit`` loop over points (the
 CPU twin of what the GPU kernels do), so this module and the simulation use
 one implementation of each formula.
 
-Conventions (REFERENCES §0, DESIGN.md §5)
------------------------------------------
+Conventions (docs/conventions.md)
+---------------------------------
 * Units: hbar = e = 1, e > 0, carrier charge q = -1.  Energies and lengths
   are the model's own; k is in inverse length.
-* Phase space ``lambda = (x_1..x_d, k_1..k_d)`` (seed 001 Eq. 13).  The
+* Phase space ``lambda = (x_1..x_d, k_1..k_d)`` (Tu, Li & Yao, Eq. 13).  The
   ``kind`` argument picks the two derivative directions of a tensor:
   ``"kk"`` (both momentum), ``"kx"`` (first k, second x), ``"xk"``,
   ``"xx"``.  x-derivatives use the model's ``dhdx`` (zero for untextured
   models).
-* Velocity matrix ``M^a_nm = <u_n| dH/dk_a |u_m>`` (seed 001 Eq. 11).
+* Velocity matrix ``M^a_nm = <u_n| dH/dk_a |u_m>`` (Tu, Li & Yao, Eq. 11).
 * Berry connection ``A^a_nm = i<u_n|d_a u_m>``; only the interband part
   (n != m) is returned: the diagonal is gauge dependent and set to 0.
 * Berry curvature ``Omega_n^{ab} = d_a A^b_nn - d_b A^a_nn
-  = -2 Im<d_a u_n|d_b u_n>`` (seed 001 Eq. 44).  In 2D the pseudo-scalar is
+  = -2 Im<d_a u_n|d_b u_n>`` (Tu, Li & Yao, Eq. 44).  In 2D the pseudo-scalar is
   ``Omega_z = Omega^{k_x k_y}``, in 3D ``Omega_c = eps_abc Omega^{ab}/2``.
-  Massive Dirac: ``Omega_+/- = -/+ s m v^2 / (2 E^3)`` (REFERENCES §1).
+  Massive Dirac: ``Omega_+/- = -/+ s m v^2 / (2 E^3)`` (Wong & Tserkovnyak
+  2021, Sec. III A, in our signs).
 * Quantum metric ``g_n^{ab} = Re<d_a u_n|(1 - P_n)|d_b u_n>``.
 * Orbital moment ``m_n = -i (e/2hbar)<grad u_n| x (H - eps_n)|grad u_n>``
   for carriers of charge -e (energy shift ``-m.B``); massive Dirac:
-  ``m_z = -s m v^2/(2 E^2)`` in both bands (REFERENCES §1).
+  ``m_z = -s m v^2/(2 E^2)`` in both bands (Wong & Tserkovnyak 2021, Sec. III A).
 * Berry connection polarizability ``G_n^{ab} = 2 Re sum_{m!=n}
   A^a_nm A^b_mn/(eps_n - eps_m)`` (field-induced connection
-  ``A'_a = G_ab E_b``, seed 000 §4.2 / Gao-Yang-Niu 2014); for two bands
+  ``A'_a = G_ab E_b``, Lu & Zhou 2016, §4.2 / Gao-Yang-Niu 2014); for two bands
   ``G = +/- (d_a dhat . d_b dhat)/(4|d|)``, + for the upper band.
-* Non-Abelian curvature of a manifold [lo, hi) (seed 001 Eqs. 40-41), the
+* Non-Abelian curvature of a manifold [lo, hi) (Tu, Li & Yao, Eqs. 40-41), the
   remote-band contribution written in the manifold's eigenbasis;
   ``F_nn = Omega_n`` for a single band; its trace is gauge invariant.
 * Chern number ``C_n = (1/2pi) int_BZ Omega_n,z d^2k``; intrinsic Hall
@@ -246,7 +247,7 @@ def bands(model, k, x=None):
 def velocity_matrix(model, k, x=None):
     """Velocity matrix ``M^a_nm = <u_n| dH/dk_a |u_m>`` (hbar = 1).
 
-    Seed 001 Eq. (11); the diagonal is the group velocity ``d eps_n/dk_a``.
+    Tu, Li & Yao, Eq. (11); the diagonal is the group velocity ``d eps_n/dk_a``.
     Gauge covariant (off-diagonal elements carry the eigenvector phases).
 
     Returns
@@ -261,7 +262,7 @@ def velocity_matrix(model, k, x=None):
 def berry_connection(model, k, x=None, degtol=DEGTOL):
     """Interband Berry connection ``A^a_nm = i<u_n|d_{k_a} u_m>``, n != m.
 
-    ``A^a_nm = i M^a_nm/(eps_m - eps_n)`` (seed 001 Eq. 13).  The diagonal
+    ``A^a_nm = i M^a_nm/(eps_m - eps_n)`` (Tu, Li & Yao, Eq. 13).  The diagonal
     (intraband) connection is gauge dependent and is set to 0; degenerate
     pairs (``|eps_n - eps_m| <= degtol``) are 0 as well.  Gauge covariant:
     it refers to the eigenvectors of :func:`bands` at the same points.
@@ -281,8 +282,8 @@ def berry_connection(model, k, x=None, degtol=DEGTOL):
 def berry_curvature_tensor(model, k, x=None, kind="kk", degtol=DEGTOL):
     """Abelian Berry curvature tensor ``Omega_n^{ab}`` of every band.
 
-    ``Omega_n^{ab} = -2 Im<d_a u_n|d_b u_n>`` (seed 001 Eq. 44;
-    REFERENCES §0), with ``a`` a k component and ``b`` an x component for
+    ``Omega_n^{ab} = -2 Im<d_a u_n|d_b u_n>`` (Tu, Li & Yao, Eq. 44;
+    docs/conventions.md), with ``a`` a k component and ``b`` an x component for
     ``kind="kx"`` (and so on).  Sum-over-states form, see
     :func:`packets.bandgeom.curvature`.
 
@@ -300,7 +301,7 @@ def berry_curvature_tensor(model, k, x=None, kind="kk", degtol=DEGTOL):
 
 
 def berry_curvature(model, k, x=None, band=None, kind="kk", degtol=DEGTOL):
-    """Berry curvature pseudo-vector of each band (REFERENCES §0, seed 001 Eq. 44).
+    """Berry curvature pseudo-vector of each band (Tu, Li & Yao, Eq. 44; docs/conventions.md).
 
     2D: ``Omega_z = Omega^{k_x k_y} = -2 Im<d_kx u|d_ky u>``.
     3D: ``Omega_c = eps_abc Omega^{ab}/2`` (``Omega = curl_k A``).
@@ -357,8 +358,9 @@ def orbital_moment(model, k, x=None, band=None, degtol=DEGTOL):
     """Orbital magnetic moment of each band, carriers of charge -e.
 
     ``m_n = -i (e/2hbar)<grad_k u_n| x (H - eps_n)|grad_k u_n>`` (energy
-    shift ``-m.B``; seed 003 Eq. 35), :func:`packets.bandgeom.orbital_moment`.
-    Massive Dirac: ``m_z = -s m v^2/(2E^2)`` for both bands (REFERENCES §1).
+    shift ``-m.B``; Wong & Tserkovnyak 2021, Eq. 35), :func:`packets.bandgeom.orbital_moment`.
+    Massive Dirac: ``m_z = -s m v^2/(2E^2)`` for both bands (Wong & Tserkovnyak
+    2021, Sec. III A).
 
     Returns
     -------
@@ -387,7 +389,7 @@ def berry_connection_polarizability(model, k, x=None, kind="kk", degtol=DEGTOL):
     """Berry connection polarizability ``G_n^{ab}`` (e = 1).
 
     ``G_n^{ab} = 2 Re sum_{m!=n} A^a_nm A^b_mn/(eps_n - eps_m)``
-    (seed 000 §4.2; Gao, Yang & Niu, PRL 112, 166601 (2014)), so that a
+    (Lu & Zhou 2016, §4.2; Gao, Yang & Niu, PRL 112, 166601 (2014)), so that a
     uniform field induces the connection ``A'_a = G_ab E_b`` and the Stark
     shift ``(1/2) G_ab E_a E_b``; :func:`packets.bandgeom.bcp`.  For two bands
     ``G = +(d_a dhat . d_b dhat)/(4|d|)`` in the upper band and minus that in
@@ -404,7 +406,7 @@ def berry_connection_polarizability(model, k, x=None, kind="kk", degtol=DEGTOL):
 def nonabelian_curvature(model, k, manifold, x=None, kind="kk", degtol=DEGTOL):
     """Non-Abelian Berry curvature of the band manifold ``[lo, hi)``.
 
-    Seed 001 Eqs. (40)-(41): the remote-band contribution
+    Tu, Li & Yao, Eqs. (40)-(41): the remote-band contribution
     ``F^{ab}_nm = i<d_a u_n|Q_r|d_b u_m> - i<d_b u_n|Q_r|d_a u_m>``, r = bands
     outside the manifold, in the manifold's eigenbasis (the eigenvectors of
     :func:`bands`); :func:`packets.bandgeom.nonabelian_curvature`.  Covariant
@@ -469,7 +471,7 @@ def chern_number(model, bands, n=64, x=None):
     works through degeneracies inside S.  The flux of each plaquette is
     ``-arg(U_1 U_2 U_3 U_4)`` (``<u(k)|u(k+dk)> ~ exp(-i A.dk)``), and
     ``C = (1/2pi) sum flux``, oriented so that
-    ``C = (1/2pi) int_BZ Omega_z d^2k`` (REFERENCES §0).  Closing the grid at
+    ``C = (1/2pi) int_BZ Omega_z d^2k`` (docs/conventions.md).  Closing the grid at
     ``k + b`` instead of wrapping indices makes it correct also for
     tight-binding conventions where ``H(k + G)`` is only unitarily
     equivalent to ``H(k)``.
@@ -518,7 +520,7 @@ def chern_number(model, bands, n=64, x=None):
 def chern_number_integrated(model, band, n=128, x=None, degtol=DEGTOL):
     """Chern number from the integral of the Berry curvature over the BZ.
 
-    ``C = (1/2pi) int_BZ Omega_z d^2k`` (REFERENCES §0) by the midpoint rule
+    ``C = (1/2pi) int_BZ Omega_z d^2k`` (docs/conventions.md) by the midpoint rule
     on the ``n x n`` grid ``k = ((i + 1/2) b_1 + (j + 1/2) b_2)/n``, which
     converges exponentially for a gapped (smooth, periodic) curvature.  For
     a set of bands the curvatures are summed; a set with internal
@@ -592,7 +594,7 @@ def intrinsic_hall_conductivity(model, mu, temperature=0.0, n=None, k_max=None, 
     """Intrinsic (Berry-curvature) Hall conductivity of a 2D model.
 
     ``sigma_xy = -(q^2/hbar) int[dk] sum_n f(eps_n(k)) Omega_n,z(k)``,
-    ``int[dk] = int d^2k/(2pi)^2`` (REFERENCES §0), in units of e^2/hbar.  A
+    ``int[dk] = int d^2k/(2pi)^2`` (docs/conventions.md), in units of e^2/hbar.  A
     filled band set of Chern number C gives ``-C/(2pi)``.
 
     * Lattice models: midpoint rule on the ``n x n`` BZ grid (default
@@ -605,7 +607,7 @@ def intrinsic_hall_conductivity(model, mu, temperature=0.0, n=None, k_max=None, 
       ``n_theta`` uniform angles.  The result is the integral over the disc
       **only**: the tail ``|k| > k_max`` is left out.  For the massive Dirac
       model with a filled lower band that tail is
-      ``(1/2pi)(s m/2)/E(k_max)`` (REFERENCES §1; since Omega ~ 1/E^3), so
+      ``(1/2pi)(s m/2)/E(k_max)`` (Omega_- = s m v^2/(2E^3) ~ 1/E^3), so
       choose k_max accordingly or add the tail analytically.  At T = 0 put
       the Fermi momenta in ``k_breaks`` (isotropic bands) so that every panel
       is smooth and the quadrature is accurate to round-off; otherwise the

@@ -2,10 +2,10 @@
 
 ``@kernel`` is ``numba.njit`` with ``error_model="numpy"``: a floating-point
 division by zero gives inf/NaN (caught by the per-packet status checks)
-instead of raising.  That is what CUDA device code does anyway (DESIGN.md §3:
-no exceptions in kernels), and on the CPU it removes the hidden
-zero-division branches that otherwise cost the two-band step a factor of
-three.  ``@kernel(inline="always")`` additionally inlines at numba-IR level,
+instead of raising.  That is what CUDA device code does anyway (kernel
+rules, docs/architecture.md: no exceptions in kernels), and on the CPU it
+removes the hidden zero-division branches that otherwise cost the two-band
+step a factor of three.  ``@kernel(inline="always")`` additionally inlines at numba-IR level,
 for small hot functions called many times per step.
 """
 import numba

@@ -1,6 +1,6 @@
 """Kernel-callable dense linear algebra for small Hermitian matrices.
 
-Every function here follows the kernel rules of DESIGN.md §3: plain
+Every function here follows the kernel rules of docs/architecture.md: plain
 ``@numba.njit`` without a signature, no allocation, no exceptions, no array
 methods, only scalars, ``math``/``cmath`` and indexing into caller-provided
 arrays.  numba-cuda therefore compiles them as device functions when a CUDA

@@ -1,14 +1,14 @@
-"""Coherent dynamics inside an active manifold with remote-band curvature (seed 001 §II B).
+"""Coherent dynamics inside an active manifold with remote-band curvature (Tu, Li & Yao, §II B).
 
 ``Simulation(..., dynamics="coherent", manifold=(lo, hi))`` keeps the
 pseudospin chi in the span of the bands lo..hi-1 (the active manifold a) and
 accounts for the remote bands r only through their non-Abelian Berry
-curvature, to leading order in the field (seed 001 Eqs. 34, 40-42).
+curvature, to leading order in the field (Tu, Li & Yao, Eqs. 34, 40-42).
 
 Representation (gauge free)
 ---------------------------
 chi stays in the model's orbital basis, constrained to the moving subspace
-P_a(x, k) = sum_{n in a} |u_n><u_n|.  Seed 001 Eq. 34 (i d eta_a/dt =
+P_a(x, k) = sum_{n in a} |u_n><u_n|.  Tu, Li & Yao, Eq. 34 (i d eta_a/dt =
 Hbar_a eta_a in the band frame) is, written for chi = sum_a eta_n u_n,
 
     i dchi/dt = G chi,    G = P_a H P_a + i [dP_a/dt, P_a],
@@ -22,7 +22,7 @@ blocks of G are diag(eps_a) and, for l in r, n in a,
 G_ln = i dP/dt_ln = i sum_lambda lambda_dot M^lambda_ln / (eps_n - eps_l),
 with M^lambda = V^dagger dH/dlambda V (sums over states, no gauge).
 
-Centre of mass (seed 001 Eq. 42)
+Centre of mass (Tu, Li & Yao, Eq. 42)
 --------------------------------
     dx_a/dt = <chi|dH/dk_a|chi> - sum_b (<F^{k_a x_b}> dx_b/dt + <F^{k_a k_b}> dk_b/dt)
     dk_a/dt = q E_a - <chi|dH/dx_a|chi> + sum_b (<F^{x_a x_b}> dx_b/dt + <F^{x_a k_b}> dk_b/dt)

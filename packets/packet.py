@@ -5,8 +5,8 @@ event channels into a single kernel function that both drivers (CPU shard
 loop, CUDA thread) call once per packet and record interval.  It is
 the only place where time stepping and events meet.
 
-Events: null collisions with a constant majorant (DESIGN.md §3)
-----------------------------------------------------------------
+Events: null collisions with a constant majorant (docs/scattering.md §3)
+------------------------------------------------------------------------
 Every channel c supplies a majorant rate G_c (host-computed before the run)
 and an ``apply`` kernel that accepts a *tentative* event with probability
 rate_c(state)/G_c — for Born scattering through the proposal weight of

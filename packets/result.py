@@ -1,6 +1,6 @@
 """Results of a run: raw per-batch sums, means and standard errors.
 
-Statistics (DESIGN.md §7).  Packets are split into ``nbatch`` independent
+Statistics (docs/architecture.md).  Packets are split into ``nbatch`` independent
 groups by packet id (batch = pid mod nbatch; the ids of a sampled ensemble are
 independent draws, so the batches are independent and identically
 distributed).  For every record time and every component the result keeps

@@ -5,10 +5,10 @@ Shaw, "Parallel random numbers: as easy as 1, 2, 3", Proc. SC11 (2011),
 §4 (the "Philox" family; constants as in their Random123 library).  It is a
 *pure function* of a 128-bit counter and a 64-bit key: no state arrays, so a
 packet's random numbers depend only on (seed, packet id, event counter) and not
-on thread count, launch shape, chunking or backend (DESIGN.md §3 "Random
-numbers", §7).
+on thread count, launch shape, chunking or backend (docs/scattering.md,
+"Random numbers"; docs/architecture.md, "Statistics and reproducibility").
 
-Kernel rules (DESIGN.md §3): every kernel-callable function below is plain
+Kernel rules (docs/architecture.md): every kernel-callable function below is plain
 ``@numba.njit`` without a signature, takes and returns scalars or flat tuples,
 allocates nothing and never raises, so numba-cuda compiles it as a device
 function when a ``cuda.jit`` kernel calls it.  All integer work is done in
@@ -39,7 +39,7 @@ integer-to-float conversions are exact (an integer below 2**53 times a power
 of two), so uniforms are bit-for-bit identical on CPU and GPU.  Box-Muller
 normals (:func:`normal2`) use ``log``/``sqrt``/``cos``/``sin``, whose GPU
 (libdevice) and CPU (libm) versions may differ in the last bit: compare them
-with a relative tolerance, never bit for bit (DESIGN.md §10).
+with a relative tolerance, never bit for bit (docs/architecture.md).
 """
 import math
 import numbers
@@ -220,7 +220,7 @@ def uniforms2_53(key0, key1, pid, counter):
     """Two uniforms in (0, 1) with 52 random bits each from one Philox block.
 
     The default for event sampling (e.g. ``-log u`` thresholds of the
-    integrated-hazard method, DESIGN.md §3): fine resolution near 0 and 1.
+    integrated-hazard method, docs/scattering.md §3): fine resolution near 0 and 1.
 
     Parameters
     ----------

@@ -108,7 +108,7 @@ class Simulation:
         distributed shards, merged half-runs) reproduce the full run exactly.
     orbital_moment : bool
         Adiabatic dynamics with B: include the orbital-moment energy -m.B
-        (seed 003 Eqs. 35-40).
+        (Wong & Tserkovnyak 2021, Eqs. 35-40).
     progress : bool or None
         tqdm progress bar: None shows it only on a terminal and only for
         runs longer than ~2 s; False never.
@@ -117,7 +117,7 @@ class Simulation:
     manifold : (int, int), optional
         Coherent dynamics restricted to the active manifold of bands
         lo..hi-1, with the remote bands entering through their non-Abelian
-        curvature (seed 001 Eqs. 34, 42; :mod:`packets.manifold`).  The
+        curvature (Tu, Li & Yao, Eqs. 34, 42; :mod:`packets.manifold`).  The
         ensemble's pseudospins must lie in the manifold.
     seed : int, optional
         Seed of the event random streams (default: the ensemble's seed).  The

@@ -1,4 +1,4 @@
-"""Per-packet status codes (DESIGN.md §3: errors inside kernels are flags).
+"""Per-packet status codes (docs/architecture.md: errors inside kernels are flags).
 
 A packet whose status is not ``OK`` is frozen: kernels skip it and tallies
 exclude it; the Result counts packets per status so nothing is dropped

@@ -1,4 +1,4 @@
-"""Code units and conversions (REFERENCES §0, DESIGN.md §5).
+"""Code units and conversions (docs/conventions.md).
 
 Code units: hbar = 1, e = 1 (e > 0 is the elementary charge), carrier charge
 q = -1.  Energies and lengths are in the model's own units (E0, L0); time is

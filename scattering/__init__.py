@@ -1,9 +1,9 @@
 """scattering: stochastic events of the wave-packet Monte Carlo.
 
 Disorder models (correlation spectra R^(q) of a static random potential,
-seed 002 Eq. 4.2) and the Born scattering machinery (transition rate
+Qi, Wang & Watson, Eq. 4.2) and the Born scattering machinery (transition rate
 W = 2 pi R^(k - k') |<u_m(k')|u_n(k)>|^2 delta(eps_n(k) - eps_m(k')),
-seed 002 Eqs. 4.14-4.15, REFERENCES §0):
+Qi, Wang & Watson, Eqs. 4.14-4.15; docs/conventions.md):
 
 disorder    WhiteNoiseDisorder, GaussianDisorder, ScreenedCoulombDisorder,
             UserDisorder; each with a kernel-callable ``spectrum(q, p)``
@@ -12,7 +12,7 @@ born        deterministic references (born_rate, transport_rate,
             unbiased null-collision sampler (make_born_sampler), plus
             sample_many to draw proposals from the host
 
-sidejump    the gauge-invariant coordinate shift (REFERENCES §3)
+sidejump    the gauge-invariant coordinate shift (Sinitsyn, Niu & MacDonald 2006)
 channels    the event channels for packets.Simulation: ElasticScattering
             (with side jump and the coherent-scattering rule), Dephasing into
             the hybridised bands, Relaxation to equilibrium, UserChannel

@@ -3,8 +3,9 @@ and an unbiased kernel sampler for null-collision event loops.
 
 Physics
 -------
-The Born transition rate between Bloch states (seed 002 Eqs. 4.14-4.15, the
-kernel of the collision term; REFERENCES §0), hbar = 1:
+The Born transition rate between Bloch states (Qi, Wang & Watson,
+Eqs. 4.14-4.15, the kernel of the collision term; docs/conventions.md),
+hbar = 1:
 
 .. math::
 
@@ -14,7 +15,7 @@ kernel of the collision term; REFERENCES §0), hbar = 1:
 
 intra- and inter-band, and the out-scattering rate
 1/tau_n(k) = int [dk'] sum_m W with int [dk'] = int d^dk' / (2 pi)^d.  R^ is
-the disorder correlation spectrum (seed 002 Eq. 4.2, :mod:`scattering.disorder`).
+the disorder correlation spectrum (Qi, Wang & Watson, Eq. 4.2, :mod:`scattering.disorder`).
 
 On-shell ray parametrisation (the method of every function here)
 ----------------------------------------------------------------
@@ -68,7 +69,7 @@ whenever possible so that every ray crosses the shell transversally.
 Kernel sampler and null collisions
 ----------------------------------
 :func:`make_born_sampler` builds, for one (model, disorder) triple of njit
-functions, kernel-callable functions (DESIGN.md §3: no allocation, no
+functions, kernel-callable functions (docs/architecture.md: no allocation, no
 exceptions, all scratch passed in, random numbers passed in as floats in
 [0, 1)).  ``propose`` draws a target band m uniformly among the nbands, a
 direction e uniformly on S^{d-1} (1D: +/-1) and one of the N roots on that
@@ -742,8 +743,9 @@ def born_rate(model, disorder, k, band, x=None, n_angles=None, n_scan=DEFAULT_N_
     """Born out-scattering rate 1/tau_n(k) by deterministic on-shell quadrature.
 
     Implements 1/tau_n(k) = int [dk'] sum_m W(nk -> mk') with the Born rate
-    of seed 002 Eqs. 4.14-4.15 / REFERENCES §0, using the ray parametrisation
-    of the module docstring with a fixed angular quadrature anchored on the
+    of Qi, Wang & Watson, Eqs. 4.14-4.15 (docs/conventions.md), using the ray
+    parametrisation of the module docstring with a fixed angular quadrature
+    anchored on the
     direction of k - k0 (2D: Gauss-Legendre in the angle; 3D: Gauss-Legendre
     in cos theta x midpoint rule in the azimuth; 1D: the two directions).
 
@@ -818,7 +820,7 @@ def angular_distribution(model, disorder, k, band, angles, x=None, n_scan=DEFAUL
     Gamma by default); int_0^{2pi} dGamma/dphi' dphi' = 1/tau_n(k).  For each
     angle, sum over target bands and over all roots on the ray of
     2 pi R^ |<u_m(k')|u_n(k)>|^2 r / |e . grad eps_m| / (2 pi)^2
-    (seed 002 Eq. 4.15, REFERENCES §0).
+    (Qi, Wang & Watson, Eq. 4.15; docs/conventions.md).
 
     Returns
     -------

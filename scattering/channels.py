@@ -19,7 +19,7 @@ Rules (documented for users in docs/scattering.md)
 --------------------------------------------------
 ElasticScattering
     Born rate W = 2 pi R^(k - k') |<u_m(k')|u_n(k)>|^2 delta(eps_n - eps_m')
-    (seed 002 Eqs. 4.14-4.15), sampled without bias by
+    (Qi, Wang & Watson, Eqs. 4.14-4.15), sampled without bias by
     :mod:`scattering.born`.  *Adiabatic* packets: band n -> m, k -> k'.
     *Coherent* packets (chi = sum_l c_l u_l(k)): the energy shell is chosen
     with the Born-rule probability |c_n|^2; the incoming state psi_in is chi
@@ -33,10 +33,10 @@ ElasticScattering
 
     normalised.  Components whose own energy shell passes through k' keep
     their mutual coherence: bands degenerate within the window near a
-    crossing (the sigma_jl coupling of seed 002 Eq. 4.15), and also bands at
+    crossing (the sigma_jl coupling of Qi, Wang & Watson, Eq. 4.15), and also bands at
     different energies whose shells coincide in k space, such as the
     particle-hole symmetric shells |k'| = |k| of the massive and massless
-    Dirac cones, where seed 002 Eq. 4.15 transfers sigma_01(k') =
+    Dirac cones, where Qi, Wang & Watson, Eq. 4.15 transfers sigma_01(k') =
     O_00 sigma_01(k) O_11^* with the same impurity Fourier component.  Since
     the shell is chosen with weight |c_n|^2, the ensemble average of
     chi' chi'^dagger is the Born-Markov transfer term exactly when the
@@ -49,7 +49,7 @@ ElasticScattering
     this packet is lost.  Limits: the window is a hard cutoff; the no-jump
     evolution between events does not damp components with larger rates
     (exact when the rates are equal); the side jump uses the band-n state.
-    Side jump (REFERENCES §3; :mod:`scattering.sidejump`): x -> x + delta r
+    Side jump (Sinitsyn, Niu & MacDonald 2006; :mod:`scattering.sidejump`): x -> x + delta r
     for the transition (n, k) -> (m, k'), with band + potential energy
     (U(x) and -qE.x) conserved across the jump, i.e. the final state lies on
     the shifted shell eps_m(x + dr, k') = eps_n(x, k) - du(k'), where
@@ -69,19 +69,19 @@ Dephasing
     Coherent packets only.  At rate gamma (constant or an ``@njit``
     gamma(t, x, k, p)) the pseudospin collapses onto an eigenvector of the
     moving-frame Hamiltonian Hbar = diag(eps_n) + V, V_nm = -[A_k]_nm . (qE)
-    for n != m (seed 001 Eqs. 27, 28, 55; A the interband Berry connection,
+    for n != m (Tu, Li & Yao, Eqs. 27, 28, 55; A the interband Berry connection,
     the gauge-dependent diagonal dropped), chosen with probability
     |<i|chi>|^2.  The ensemble average is the Lindblad dephasing
     d rho/dt = -i[H, rho] + gamma sum_i (P_i rho P_i - rho/2 - rho/2 ...)
-    = gamma (sum_i P_i rho P_i - rho) in that basis (REFERENCES §7, the
-    coherences decay at rate gamma).  At E = 0 the basis is the band basis.
+    = gamma (sum_i P_i rho P_i - rho) in that basis (Lindblad pure dephasing:
+    the coherences decay at rate gamma).  At E = 0 the basis is the band basis.
 Relaxation
     At rate 1/tau_r the packet's momentum and band state are redrawn from the
     equilibrium distribution p(k, i) ~ f(E_i(x, k); mu, T) over the Brillouin
     zone (lattice) or the k window (continuum), in the hybridised energies E_i
     of Hbar at its position (adiabatic: the band energies), by rejection; its
     position and weight are kept, so particle number is conserved and the
-    ensemble relaxes as d f/dt = -(f - N p_eq)/tau_r (seed 001 Eqs. A7, 57).
+    ensemble relaxes as d f/dt = -(f - N p_eq)/tau_r (Tu, Li & Yao, Eqs. A7, 57).
 UserChannel
     A user ``@njit`` rate(t, x, k, chi, band, p) and apply(t, x, k, chi, band,
     p, u1, u2, u3, u4) -> new_band, inlined into the kernel; the library does
@@ -124,7 +124,7 @@ def _make_hbar_eig(model, field):
 
     Diagonalises H(x, k) (eigensystem in S[EV_W], S[EV_V]), builds the
     moving-frame Hamiltonian Hbar = diag(eps) + V, V_nm = -(qE).A_nm in the
-    band basis (seed 001 Eqs. 27, 28, 55) and diagonalises it: ``hw`` gets the
+    band basis (Tu, Li & Yao, Eqs. 27, 28, 55) and diagonalises it: ``hw`` gets the
     hybridised energies, ``hv`` the hybridised states *in the orbital basis*
     (columns).  Scratch: HM, DHDK, EFIELD, WORK, EV_W, EV_V, EV_HB, EV_MAT,
     EV_DH; ``hw``, ``hv`` may be S[W], S[V].
@@ -191,7 +191,7 @@ class ElasticScattering:
     disorder : scattering.disorder.Disorder
         The correlation spectrum R^(q).
     side_jump : bool
-        Apply the gauge-invariant coordinate shift at each event (REFERENCES §3).
+        Apply the gauge-invariant coordinate shift at each event (Sinitsyn, Niu & MacDonald 2006).
     majorant : float, optional
         Null-collision bound on the out-scattering rate; default: estimated
         by :func:`scattering.born.majorant` over the ensemble's states times
@@ -527,7 +527,7 @@ def _constant_rate(t, x, k, p):
 
 
 class Dephasing:
-    """Decoherence of coherent packets into the hybridised bands (seed 001 §III C).
+    """Decoherence of coherent packets into the hybridised bands (Tu, Li & Yao, §III C).
 
     Parameters
     ----------
@@ -623,7 +623,7 @@ class Dephasing:
 
 
 class Relaxation:
-    """Relaxation to the local equilibrium g0 at (mu, T) (seed 001 Eqs. A7, 57).
+    """Relaxation to the local equilibrium g0 at (mu, T) (Tu, Li & Yao, Eqs. A7, 57).
 
     Parameters
     ----------

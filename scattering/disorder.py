@@ -1,15 +1,16 @@
 """Disorder models: correlation spectra of a static random potential.
 
 A disorder model describes a real, mean-zero, statistically homogeneous random
-potential V(r) through its two-point correlation (seed 002 Eq. 4.2,
-REFERENCES §0)
+potential V(r) through its two-point correlation (Qi, Wang & Watson, Eq. 4.2;
+docs/conventions.md)
 
 .. math::
 
     \\langle V(\\mathbf r) V(\\mathbf r') \\rangle = R(\\mathbf r - \\mathbf r'),
     \\qquad \\hat R(\\mathbf q) = \\int d^d r\\, e^{-i\\mathbf q\\cdot\\mathbf r} R(\\mathbf r),
 
-and enters the Born transition rate (seed 002 Eqs. 4.14-4.15, REFERENCES §0)
+and enters the Born transition rate (Qi, Wang & Watson, Eqs. 4.14-4.15;
+docs/conventions.md)
 
 .. math::
 
@@ -21,7 +22,7 @@ and enters the Born transition rate (seed 002 Eqs. 4.14-4.15, REFERENCES §0)
 so that int[dk'] W is a rate (energy, hbar = 1).
 
 Every model carries a kernel-callable spectrum ``spectrum(q, p) -> float``: a
-plain ``@numba.njit`` function without signature (DESIGN.md §3) taking the
+plain ``@numba.njit`` function without signature (docs/architecture.md) taking the
 momentum transfer ``q`` (float64 array of length dim) and the float64
 parameter array ``p``; parameters travel in ``p`` so changing a number does not
 recompile a kernel.  ``spectrum`` must return a finite value >= 0 for every q
@@ -33,7 +34,7 @@ For lattice models the Born machinery evaluates R^ at the momentum transfer
 folded into the reciprocal cell centred at 0 (see :mod:`scattering.born`).
 This is the spectrum of the lattice-sampled potential when the correlation
 length is longer than the lattice constant (the dominant mu = 0 term of the
-sum over reciprocal vectors in seed 002 Eq. 4.14); for on-site (Anderson)
+sum over reciprocal vectors in Qi, Wang & Watson, Eq. 4.14); for on-site (Anderson)
 disorder of variance w^2 per site, white noise of strength w^2 x cell volume
 reproduces the usual on-site Born rate.
 """
@@ -60,7 +61,7 @@ __all__ = ["Disorder", "WhiteNoiseDisorder", "GaussianDisorder", "ScreenedCoulom
 
 @numba.njit
 def white_noise_spectrum(q, p):
-    """R^(q) = p[0] = n_i V0^2 (white noise, REFERENCES §0)."""
+    """R^(q) = p[0] = n_i V0^2 (white noise, docs/conventions.md)."""
     return p[0]
 
 
@@ -189,7 +190,7 @@ class Disorder:
 
 
 class WhiteNoiseDisorder(Disorder):
-    """Delta-correlated disorder, <V(r)V(r')> = n_i V0^2 delta(r - r') (REFERENCES §0).
+    """Delta-correlated disorder, <V(r)V(r')> = n_i V0^2 delta(r - r') (docs/conventions.md).
 
     Parameters
     ----------
@@ -210,7 +211,7 @@ class WhiteNoiseDisorder(Disorder):
 class GaussianDisorder(Disorder):
     """Gaussian-correlated disorder.
 
-    Defined by its spectrum (seed 002 Eq. 4.2)
+    Defined by its spectrum (Qi, Wang & Watson, Eq. 4.2)
 
     .. math:: \\hat R(\\mathbf q) = W \\exp(-q^2 \\xi^2 / 2),
 
@@ -299,7 +300,7 @@ class UserDisorder(Disorder):
     Parameters
     ----------
     spectrum_njit : numba dispatcher
-        ``@numba.njit`` function (no signature, kernel rules of DESIGN.md §3)
+        ``@numba.njit`` function (no signature, kernel rules of docs/architecture.md)
         ``spectrum(q, p) -> float`` returning R^(q) >= 0 (energy^2 x
         length^d) for a float64 array q of length dim.  It is inlined into
         the scattering kernels.

@@ -1,6 +1,6 @@
 """Gauge-invariant coordinate shift (side jump) at a scattering event.
 
-REFERENCES §3 (Sinitsyn, Niu & MacDonald, PRB 73, 075318 (2006)): for a
+Sinitsyn, Niu & MacDonald, PRB 73, 075318 (2006): for a
 scalar impurity and a transition (n, k) -> (m, k'),
 
     delta r = A_m(k') - A_n(k) - (grad_k + grad_k') arg <u_m(k')|u_n(k)>.

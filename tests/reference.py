@@ -1,4 +1,4 @@
-"""Slow, obviously correct NumPy references for small cases (DESIGN.md §8).
+"""Slow, obviously correct NumPy references for small cases, to check every kernel against.
 
 Two independent families of references for band geometry:
 
@@ -26,13 +26,14 @@ Two independent families of references for band geometry:
 2. ``sos_*``: plain-Python sum-over-states formulas on (w, M) to check each
    kernel-callable function of :mod:`packets.bandgeom` against.
 
-Phase-space points are ``lam = (x_1..x_d, k_1..k_d)`` (seed 001 Eq. 13); a
+Phase-space points are ``lam = (x_1..x_d, k_1..k_d)`` (Tu, Li & Yao, Eq. 13); a
 direction index ``a`` is ``d + i`` for ``k_i`` and ``i`` for ``x_i``
 (``phase_index``).
 
-Also: closed forms (massive Dirac, REFERENCES §1; two-band formulas) and small
-test-only models (random multi-band lattice model, textured Dirac model, 3D
-two-band lattice model) built as ordinary BandModels with njit fillers.
+Also: closed forms (massive Dirac, Wong & Tserkovnyak 2021, Sec. III A;
+two-band formulas) and small test-only models (random multi-band lattice
+model, textured Dirac model, 3D two-band lattice model) built as ordinary
+BandModels with njit fillers.
 """
 import math
 
@@ -160,7 +161,7 @@ def fd_nonabelian_curvature(hfun, lam, lo, hi, vecs, a, b, seed=0):
     """F^{ab}_nm (n, m in [lo, hi)) in the basis ``vecs[:, lo:hi]``.
 
     ``F = i P_S (d_a P_S Q_S d_b P_S - d_b P_S Q_S d_a P_S) P_S`` with P_S the
-    projector on the manifold; equals seed 001 Eq. (40) because
+    projector on the manifold; equals Tu, Li & Yao, Eq. (40) because
     ``Q_S d_b P_S |u_m> = Q_S |d_b u_m>`` for m in S.
     """
     rng = np.random.default_rng(seed)
@@ -248,19 +249,19 @@ def sos_nonabelian_curvature(w, ma, mb, lo, hi, n, m, degtol):
 
 
 def dirac_energy(k, v, m):
-    """E_k = sqrt(v^2 k^2 + m^2) (REFERENCES §1)."""
+    """E_k = sqrt(v^2 k^2 + m^2) (Wong & Tserkovnyak 2021, Eq. 41)."""
     k = np.asarray(k, dtype=np.float64)
     return np.sqrt(v * v * np.sum(k * k, axis=-1) + m * m)
 
 
 def dirac_berry_curvature(k, v, m, s):
-    """(Omega_-, Omega_+) = (+, -) s m v^2/(2E^3), shape (..., 2) (REFERENCES §1)."""
+    """(Omega_-, Omega_+) = (+, -) s m v^2/(2E^3), shape (..., 2) (Wong & Tserkovnyak 2021, Sec. III A)."""
     om = s * m * v * v / (2.0 * dirac_energy(k, v, m) ** 3)
     return np.stack([om, -om], axis=-1)
 
 
 def dirac_orbital_moment(k, v, m, s):
-    """m_z = -s m v^2/(2E^2), both bands, shape (..., 2) (REFERENCES §1)."""
+    """m_z = -s m v^2/(2E^2), both bands, shape (..., 2) (Wong & Tserkovnyak 2021, Sec. III A)."""
     mz = -s * m * v * v / (2.0 * dirac_energy(k, v, m) ** 2)
     return np.stack([mz, mz], axis=-1)
 
@@ -271,7 +272,8 @@ def dirac_hall_conductivity(mu, v, m, s, k_max=np.inf):
     sigma = -(1/2pi)(s m/2)(1/max(|mu|, |m|) - 1/E(k_max)): the integral of
     Omega ~ 1/E^3 over the filled states is elementary,
     ``int_0^K Omega_- k dk/(2pi) = (1/2pi)(s m/2)(1/|m| - 1/E_K)``.  For
-    k_max = inf this is REFERENCES §1, -(e^2/2h) s m/max(|mu|, |m|).
+    k_max = inf this is the closed form -(e^2/2h) s m/max(|mu|, |m|)
+    (Streda formula, Wong & Tserkovnyak 2021, Eqs. 45-47, in our signs).
     Valid for |mu| < E(k_max).
     """
     e_cut = 0.0 if not np.isfinite(k_max) else 1.0 / math.sqrt(v * v * k_max * k_max + m * m)
@@ -287,7 +289,7 @@ def two_band_geometry(d, dd):
     """Two-band closed forms from d and its derivatives dd[a] (a = 0..D-1).
 
     Returns ``(omega_upper, g, G_upper)``:
-    ``omega_upper[a, b] = -(1/2) dhat.(d_a dhat x d_b dhat)`` (REFERENCES §1;
+    ``omega_upper[a, b] = -(1/2) dhat.(d_a dhat x d_b dhat)`` (docs/conventions.md;
     the lower band has the opposite sign), the metric of both bands
     ``g[a, b] = (d_a dhat . d_b dhat)/4`` and the BCP of the upper band
     ``G_upper = g/|d|`` (the lower band has ``-G_upper``).

@@ -5,9 +5,9 @@ independent quadrature (scipy.integrate, closed-form energy shells and
 closed-form overlaps, no eigensolver), or, for the Monte Carlo sampler, with
 the deterministic rate within 5 standard errors (fixed seeds).
 
-Conventions: hbar = 1, R^(q) = Fourier transform of <V(r)V(r')> (seed 002
+Conventions: hbar = 1, R^(q) = Fourier transform of <V(r)V(r')> (Qi, Wang & Watson,
 Eq. 4.2); W = 2 pi R^ |<u'|u>|^2 delta(eps - eps') and 1/tau = int [dk'] W
-(seed 002 Eqs. 4.14-4.15, REFERENCES §0).
+(Qi, Wang & Watson, Eqs. 4.14-4.15; docs/conventions.md).
 
 Closed forms used (white noise of strength W = n_i V0^2, eps = k^2 / 2m):
   density of final states  rho_d(eps) = int d^dk/(2pi)^d delta(eps - k^2/2m)
@@ -18,7 +18,7 @@ Closed forms used (white noise of strength W = n_i V0^2, eps = k^2 / 2m):
   1D chain eps = -2t cos k: rho = 1/(2 pi t |sin k|), 1/tau = W/(t |sin k|).
   Gaussian R^ = W exp(-q^2 xi^2/2), q^2 = 2k^2(1 - cos theta), a = k^2 xi^2:
     2D parabolic: 1/tau = W m e^{-a} I0(a);  3D: 1/tau = W m k (1 - e^{-2a}) / (2 pi a).
-  Massive Dirac (REFERENCES §2): 1/tau = W (eps^2 + m^2)/(2 v^2 eps), and with the
+  Massive Dirac (golden rule with the spinor overlap): 1/tau = W (eps^2 + m^2)/(2 v^2 eps), and with the
     overlap average of (1 - cos): 1/tau_tr = W (eps^2 + 3 m^2)/(4 v^2 eps).
 """
 import math
@@ -114,7 +114,7 @@ def test_dirac_born_rate_closed_form(v, m, s, eps, phi):
     assert abs(rate / exact - 1) < 1e-8
     assert per[0] == 0.0  # no valence states at eps > |m|
     if (v, m, eps) == (1.0, 1.0, 2.0):
-        assert abs(1 / rate - 8.0) < 8e-8  # REFERENCES §2 example: tau = 8
+        assert abs(1 / rate - 8.0) < 8e-8  # v = m = 1, eps = 2, W = 0.1: tau = 8
     tr = sc.transport_rate(model, dis, k, 1)
     assert abs(tr / (0.1 * (eps ** 2 + 3 * m ** 2) / (4 * v ** 2 * eps)) - 1) < 1e-8
 

@@ -1,10 +1,11 @@
 """Stochastic event channels against the physics (issue: scattering, decoherence, relaxation).
 
-Every test compares with an independent value: closed forms of REFERENCES §2 /
-§7 and ones derived in the docstrings, deterministic quadrature
-(:mod:`scattering.born`), a direct Lindblad integration, NumPy finite
-differences in a random gauge, or a conservation law.  Stochastic checks use a
-fixed seed and |mc - exact| < 5 sigma (+ a stated systematic tolerance).
+Every test compares with an independent value: closed forms (white-noise Born
+lifetimes, Drude, Lindblad dephasing) and ones derived in the docstrings,
+deterministic quadrature (:mod:`scattering.born`), a direct Lindblad
+integration, NumPy finite differences in a random gauge, or a conservation
+law.  Stochastic checks use a fixed seed and |mc - exact| < 5 sigma (+ a stated
+systematic tolerance).
 
 Compilation dominates the run time: the simulations share three kernel
 variants (numba kernels are cached per process by model class, dynamics,
@@ -76,12 +77,12 @@ def chi2_pvalue(counts, probs):
 
 
 # ----------------------------------------------------------------------------
-# K1: massive Dirac, elastic white-noise scattering (REFERENCES §2)
+# K1: massive Dirac, elastic white-noise scattering (Born lifetime)
 # ----------------------------------------------------------------------------
 
 
 def test_dirac_event_rate_and_angular_distribution():
-    """Event rate = Born 1/tau of REFERENCES §2 and the scattering angles follow angular_distribution.
+    """Event rate = white-noise Born 1/tau (closed form) and the scattering angles follow angular_distribution.
 
     Packets on the eps = 2 shell of MassiveDirac(v=1, m=1) with E = 0: every
     event moves k to the same shell, so the rate stays exactly 1/tau = 1/8
@@ -205,7 +206,7 @@ def test_tilted_dirac_fermi_sea_stays_in_equilibrium():
 
 def test_side_jump_conserves_total_energy_in_field():
     """With side_jump=True and a static E, eps_n(k) + E.x (= band + potential energy -qE.x, q = -1) is
-    conserved per packet by the drift *and* by every event (REFERENCES §3), to 1e-8.
+    conserved per packet by the drift *and* by every event (side jump in a field), to 1e-8.
 
     Without the energy correction of the jump the error would be E . delta r
     ~ 1e-2 per event.
@@ -300,7 +301,7 @@ def test_gaussian_disorder_rate_and_transport_time():
 
 
 def test_drude_conductivity_parabolic():
-    """sigma = n e^2 tau / m* (REFERENCES §2) for white noise (GaussianDisorder with xi = 0, R^ = W).
+    """Drude sigma = n e^2 tau / m* for white noise (GaussianDisorder with xi = 0, R^ = W).
 
     With an energy-independent isotropic rate 1/tau = m W, every packet obeys
     d<k>/dt = -E - <k>/tau exactly (q = -1; any field strength, heating
@@ -386,7 +387,7 @@ def test_broken_user_channel_flags_packets():
 
 
 def test_dephasing_matches_lindblad():
-    """Band-basis dephasing at E = 0 reproduces the Lindblad equation (REFERENCES §7, lindblad_evolve).
+    """Band-basis dephasing at E = 0 reproduces the Lindblad equation (pure dephasing, lindblad_evolve).
 
     Packets at fixed k in a coherent superposition; the band-basis density
     matrix (DensityMatrix) has constant populations and
@@ -513,7 +514,7 @@ def _fd_connection(model, k, h=1e-5):
 @pytest.mark.parametrize("name", ["dirac", "bhz"])
 def test_dephasing_collapses_onto_hybridised_states(name):
     """With E != 0 the Dephasing kernel collapses chi onto eigenvectors of Hbar = diag(eps) + V,
-    V_nm = -(qE).A_nm (seed 001 Eqs. 27, 28, 55; q = -1), with Born-rule probabilities.
+    V_nm = -(qE).A_nm (Tu, Li & Yao, Eqs. 27, 28, 55; q = -1), with Born-rule probabilities.
 
     Reference built in NumPy: eigenvectors from numpy.linalg.eigh, A from
     finite differences.  The apply kernel is called directly (2000 events).
@@ -617,7 +618,7 @@ def _general_shift(model, k, n, k2, m, rng, h=1e-5):
 
 @pytest.mark.parametrize("name", ["dirac", "qwz", "bhz"])
 def test_side_jump_general_formula_random_gauge(name):
-    """scattering.sidejump.side_jump equals the Sinitsyn-Niu-MacDonald formula (REFERENCES §3)
+    """scattering.sidejump.side_jump equals the Sinitsyn-Niu-MacDonald formula (PRB 73, 075318 (2006))
     evaluated by finite differences in a random smooth gauge (intra- and interband transitions)."""
     model = {"dirac": lambda: models.MassiveDirac(1.0, 0.4, -1), "qwz": lambda: models.QWZ(u=1.3),
              "bhz": lambda: models.BHZ(u=1.0, zeeman=0.1, bia=0.15)}[name]()

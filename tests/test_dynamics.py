@@ -1,13 +1,13 @@
 """Physics tests of the dynamics engine (packets.Simulation on the CPU).
 
-Every test compares the engine with a closed form (REFERENCES §1, §4, §5,
-§6, kinetic.closed_form), an independent calculation (scipy ODE solution of
-the two-level Schroedinger equation, numpy eigen-decompositions, Berry
-curvature from packets.geometry) or a conservation law (energy, |chi|,
-Liouville's theorem with the phase-space density D).  Tolerances are stated
-next to each assert with the reasoning behind them.
+Every test compares the engine with a closed form (massive Dirac,
+Landau-Zener, QWZ, Bloch oscillations; kinetic.closed_form), an independent
+calculation (scipy ODE solution of the two-level Schroedinger equation, numpy
+eigen-decompositions, Berry curvature from packets.geometry) or a conservation
+law (energy, |chi|, Liouville's theorem with the phase-space density D).
+Tolerances are stated next to each assert with the reasoning behind them.
 
-Conventions (REFERENCES §0): hbar = e = 1, carrier charge q = -1, so a static
+Conventions (docs/conventions.md): hbar = e = 1, carrier charge q = -1, so a static
 E gives dk/dt = qE = -E, and sigma_xy = dj_x/dE_y.
 
 Runtime: every new (model class, dynamics, integrator, field kind,
@@ -32,7 +32,7 @@ from packets import Ensemble, Field, Simulation, geometry, models
 
 from kernels import recompiled_physics_kernels
 
-Q = -1.0  # carrier charge (REFERENCES §0)
+Q = -1.0  # carrier charge (docs/conventions.md)
 
 # One observable set per dimension, shared by every 2D / 1D simulation of this
 # module (and, with identical parameters, by tests/test_observables.py), so
@@ -237,7 +237,7 @@ def test_pseudospin_norm_is_exact_over_1e5_steps():
 
 @pytest.mark.parametrize("a", [1.0, 1.5])
 def test_bloch_oscillation_period_and_return(a):
-    """1D chain eps = -2t cos(ka) in E: period 2 pi/(|qE| a), return to start (REFERENCES §6).
+    """1D chain eps = -2t cos(ka) in E: period 2 pi/(|qE| a), return to start (Bloch oscillations).
 
     Energy conservation eps(k) - qE x = const gives the closed form
     x(t) - x0 = (eps(k(t)) - eps(k0))/(qE) with k(t) = k0 + qEt; over one
@@ -306,10 +306,10 @@ def test_cyclotron_orbit_of_parabolic_band():
 
 
 def test_liouville_with_phase_space_density():
-    """D(t) det J(t) = D(0) along the adiabatic flow with B, E and the orbital moment (seed 003 Eq. 37).
+    """D(t) det J(t) = D(0) along the adiabatic flow with B, E, orbital moment (Wong & Tserkovnyak 2021, Eq. 37).
 
     The phase-space volume element is D d^2x d^2k with D = |Pf omega| =
-    1 + (e/hbar) B Omega for carriers of charge -e (REFERENCES §0 signs; Omega
+    1 + (e/hbar) B Omega for carriers of charge -e (docs/conventions.md signs; Omega
     from packets.geometry).  J is the Jacobian of the flow xi(0) -> xi(t),
     from central differences of 8 neighbouring trajectories (step 1e-4:
     error O(1e-8)).  The test is discriminating: D and det J themselves vary
@@ -344,7 +344,8 @@ def test_liouville_with_phase_space_density():
         return np.array(out)
 
     def energy(x, k):
-        # eps_n - m_z B - qE.x, m_z = -s m v^2/(2 E_k^2) for both bands (REFERENCES §1, closed form)
+        # eps_n - m_z B - qE.x, m_z = -s m v^2/(2 E_k^2) for both bands (closed form, Wong & Tserkovnyak
+        # 2021, Sec. III A)
         eps = model.energies(k)[np.arange(len(bands)), bands]
         return eps - dirac_orbital_moment(k, 1.0, mass, 1) * B - Q * (x @ np.array(E))
 
@@ -393,7 +394,7 @@ def _lz_ode(m, v, F, ky, K):
 @pytest.mark.parametrize("ky", [0.0, 0.5])
 @pytest.mark.parametrize("F", [1.0, 2.0, 4.0])
 def test_landau_zener_coherent(F, ky):
-    """Interband probability through the Dirac anticrossing vs exp[-pi(m^2 + v^2 ky^2)/(vF)] (REFERENCES §4).
+    """Interband probability through the Dirac anticrossing vs exp[-pi(m^2 + v^2 ky^2)/(vF)] (Landau-Zener).
 
     One packet starts in the lower band at k_x = -K and is driven to +K by
     F = |qE| (E_x = -F, q = -1); P is the upper-band weight of the
@@ -524,7 +525,7 @@ def test_coherent_drift_converges_to_adiabatic_in_large_gap_limit(mass):
 
 
 def test_qwz_hall_adiabatic_fermi_sea():
-    """QWZ (u = 1) lower band filled, E_y: sigma_xy = -C/(2 pi) = +1/(2 pi) e^2/hbar (REFERENCES §5).
+    """QWZ (u = 1) lower band filled, E_y: sigma_xy = -C/(2 pi) = +1/(2 pi) e^2/hbar (docs/conventions.md).
 
     Ensemble.fermi_sea with mu = 0 in the gap, T = 0, lower band only (every
     weight f = 1), mirrored in k_x so that the zero-mean band current cancels
@@ -588,10 +589,10 @@ def test_qwz_hall_on_grid_adiabatic_and_coherent():
 
 
 def test_dirac_hall_metal_fermi_sea():
-    """Massive Dirac, mu = 2m in the conduction band: sigma_xy = -(1/4 pi) s m/mu (REFERENCES §1) within 2 %.
+    """Massive Dirac, mu = 2m in the conduction band: sigma_xy = -(1/4 pi) s m/mu (Streda formula) within 2 %.
 
     Split: sigma = sigma_valence + sigma_conduction.  The filled valence band
-    is the closed form at mu = m (REFERENCES §1 with the band edge,
+    is the closed form at mu = m (the same formula at the band edge,
     -s/(4 pi); its dynamics is the same code path as the filled QWZ band
     above, which is not truncated), and the conduction band is simulated:
     Ensemble.fermi_sea(bands=[1]) over |k| < 1.05 k_F, which contains every

@@ -1,6 +1,6 @@
 """Band geometry (packets.bandgeom kernels, packets.geometry host API).
 
-Every quantity is checked against a closed form (REFERENCES §1, §5, two-band
+Every quantity is checked against a closed form (massive Dirac, QWZ, two-band
 formulas) or against an independent NumPy calculation in a random gauge
 (tests/reference.py: finite differences of spectral projectors, tiny Berry
 loops), never against stored numbers.
@@ -140,7 +140,7 @@ def test_kernels_match_numpy_sum_over_states():
 
 
 # ----------------------------------------------------------------------------
-# closed forms: massive Dirac (REFERENCES §1), two-band formulas
+# closed forms: massive Dirac (Wong & Tserkovnyak 2021, Sec. III A), two-band formulas
 # ----------------------------------------------------------------------------
 
 
@@ -156,7 +156,7 @@ def test_dirac_curvature_and_moment_closed_form(s, mass, tilt):
     np.testing.assert_allclose(om, om_exact, rtol=1e-10, atol=0)
     mz = geo.orbital_moment(model, k)
     np.testing.assert_allclose(mz, ref.dirac_orbital_moment(k, v, mass, s), rtol=1e-10, atol=0)
-    # REFERENCES §1 example: hbar = v = s = m = 1 -> Omega_+(0) = -1/2
+    # closed form Omega_+ = -s m v^2/(2E^3): hbar = v = s = m = 1 -> Omega_+(0) = -1/2
     if s == 1 and mass > 0:
         one = MassiveDirac(velocity=1.0, mass=1.0, valley=1)
         assert abs(geo.berry_curvature(one, [0.0, 0.0], band=1) + 0.5) < 1e-14
@@ -197,11 +197,11 @@ def test_dirac_intrinsic_hall_conductivity(s, mass):
         # exact integral of the truncated disc |k| < k_max (tail (1/2pi)(s m/2)/E(k_max) left out)
         exact = ref.dirac_hall_conductivity(mu, v, mass, s, k_max)
         assert abs(sig - exact) < 1e-9, (mu, sig, exact)
-        # and REFERENCES §1, -(e^2/2h) s m / max(|mu|, |m|), up to that tail
+        # and the closed form -(e^2/2h) s m / max(|mu|, |m|), up to that tail
         tail = s * mass / (2.0 * math.sqrt(v * v * k_max * k_max + mass * mass)) / (2 * np.pi)
         full = -0.5 * s * mass / max(abs(mu), am) / (2 * np.pi)
         assert abs(sig - tail - full) < 1e-9
-    # REFERENCES §1 example: m = s = 1, mu = 2 -> -1/(8 pi) e^2/hbar, tail added back analytically
+    # closed form at m = s = 1, mu = 2 -> -1/(8 pi) e^2/hbar, tail added back analytically
     one = MassiveDirac(velocity=1.0, mass=1.0, valley=1)
     sig = geo.intrinsic_hall_conductivity(one, 2.0, n=200, k_max=20.0, n_theta=8, k_breaks=[math.sqrt(3.0)])
     assert abs(sig - 1.0 / (2 * math.sqrt(401.0)) / (2 * np.pi) + 1.0 / (8 * np.pi)) < 1e-9
@@ -323,7 +323,7 @@ def test_three_dimensional_vector_forms():
 @pytest.mark.parametrize("u", [-3.0, -1.0, 1.0, 3.0])
 def test_qwz_chern_numbers(u):
     model = QWZ(u=u)
-    c_exact = 0.5 * (np.sign(u + 2) + np.sign(u - 2) - 2 * np.sign(u))  # REFERENCES §5, lower band
+    c_exact = 0.5 * (np.sign(u + 2) + np.sign(u - 2) - 2 * np.sign(u))  # QWZ closed form, lower band
     assert abs(geo.chern_number(model, 0, n=48) - c_exact) < 1e-9
     assert abs(geo.chern_number(model, 1, n=48) + c_exact) < 1e-9
     assert abs(geo.chern_number(model, [0, 1], n=16)) < 1e-9

@@ -471,5 +471,5 @@ def test_real_gpu_matches_cpu(real_gpu, name):
             res[f"{name}/{tag}/{a}"] = v
         res[f"{name}/{tag}/out"], res[f"{name}/{tag}/counts"], res[f"{name}/{tag}/steps"] = r[1:4]
     res[f"{name}/nev"] = np.array([parts["nev"]])
-    # FMA contraction and libdevice transcendental functions: round-off, not bits (DESIGN.md §10)
+    # FMA contraction and libdevice transcendental functions: round-off, not bits (docs/architecture.md)
     assert_same_run(res, name, "runner", state_rtol=1e-9, tally_rtol=1e-9)

@@ -4,7 +4,7 @@ Every closed form is checked against an independent calculation: numerical
 eigenvectors of the packets models (random gauge), numerical quadrature of
 the defining integral, a discretised Boltzmann equation, a lattice
 (Fukui-Hatsugai-Suzuki) Chern number, or an ODE integration.  Conventions:
-hbar = e = 1, q = -1 (REFERENCES §0).
+hbar = e = 1, q = -1 (docs/conventions.md).
 """
 import math
 
@@ -43,7 +43,7 @@ def _eig_random_gauge(model, k, rng):
 
 
 # ----------------------------------------------------------------------------
-# master equation (REFERENCES §7)
+# master equation (Lindblad dephasing)
 # ----------------------------------------------------------------------------
 
 
@@ -154,7 +154,7 @@ def test_bloch_equations_match_lindblad(case):
 
 @pytest.mark.parametrize("ky", [0.0, 0.3])
 def test_landau_zener_sweep(ky):
-    """Coherent sweep k_x = F t through the Dirac anticrossing reproduces REFERENCES §4.
+    """Coherent sweep k_x = F t through the Dirac anticrossing reproduces the Landau-Zener formula.
 
     Finite sweep [-T, T]: at each end the adiabatic-basis amplitude carries a
     boundary term a ~ (dtheta/dt)/(2 gap) = g v F/(4 E^3) ~ g/(4 v^2 F^2 T^3)
@@ -202,7 +202,7 @@ def test_master_equation_validation():
 
 
 # ----------------------------------------------------------------------------
-# massive Dirac band geometry (REFERENCES §1)
+# massive Dirac band geometry (Wong & Tserkovnyak 2021, Sec. III A)
 # ----------------------------------------------------------------------------
 
 
@@ -223,7 +223,7 @@ def test_dirac_curvature_plaquette(s, m):
             omega_num = -np.angle(prod) / h ** 2  # <u|u+d> ~ exp(-i A.d) with A = i<u|grad u>
             omega = K.dirac_berry_curvature(k, v, m, s, band)
             assert abs(omega_num - omega) < 1e-5 * abs(omega)
-    assert K.dirac_berry_curvature((0.0, 0.0), 1.0, 1.0, 1) == -0.5  # REFERENCES §1 example
+    assert K.dirac_berry_curvature((0.0, 0.0), 1.0, 1.0, 1) == -0.5  # hbar = v = s = m = 1: Omega_+(0) = -1/2
 
 
 @pytest.mark.parametrize("s,m", [(1, 0.7), (-1, 0.7), (1, -1.2)])
@@ -285,7 +285,7 @@ def test_dirac_intrinsic_hall_zero_temperature(mu, m, s):
     assert abs(exact - _hall_k_integral(mu, m, s, 0.0)) < 1e-9
     # T -> 0 limit of the finite-T integral (Sommerfeld correction ~ (pi^2/3) T^2 |m|/(4 pi mu^3))
     assert abs(K.dirac_intrinsic_hall(mu, m, s, temperature=1e-3) - exact) < 1e-6
-    assert abs(K.dirac_intrinsic_hall(2.0, 1.0, 1) - (-1 / (8 * math.pi))) < 1e-15  # REFERENCES §1 example
+    assert abs(K.dirac_intrinsic_hall(2.0, 1.0, 1) - (-1 / (8 * math.pi))) < 1e-15  # m = s = 1, mu = 2
 
 
 @pytest.mark.parametrize("mu,m,T", [(2.0, 1.0, 0.3), (0.0, 0.5, 0.4), (-1.0, 0.7, 0.1)])
@@ -294,7 +294,7 @@ def test_dirac_intrinsic_hall_finite_temperature(mu, m, T):
 
 
 # ----------------------------------------------------------------------------
-# Born rates, transport rate, Boltzmann conductivity (REFERENCES §2)
+# Born rates (white noise), transport rate, Boltzmann conductivity
 # ----------------------------------------------------------------------------
 
 
@@ -344,7 +344,7 @@ def test_dirac_born_and_transport_rates_quadrature(eps, m, s):
 
 
 def test_dirac_born_rate_example():
-    assert 1.0 / K.dirac_born_rate(2.0, 1.0, 1.0, 0.1) == pytest.approx(8.0, rel=1e-14)  # REFERENCES §2
+    assert 1.0 / K.dirac_born_rate(2.0, 1.0, 1.0, 0.1) == pytest.approx(8.0, rel=1e-14)  # tau = 8
 
 
 @pytest.mark.parametrize("mu,m,s", [(2.0, 1.0, 1), (1.1, -1.0, -1), (-1.6, 0.4, 1), (0.9, 0.0, 1)])
@@ -404,7 +404,7 @@ def test_parabolic_drude_fermi_surface():
 
 
 def test_landau_zener_example():
-    assert abs(K.landau_zener_probability(1.0, 1.0, 1.0, 0.0) - 0.043214) < 1e-6  # REFERENCES §4
+    assert abs(K.landau_zener_probability(1.0, 1.0, 1.0, 0.0) - 0.043214) < 1e-6  # exp(-pi)
 
 
 def test_bloch_period_semiclassical_orbit():
@@ -454,11 +454,11 @@ def test_qwz_chern_lattice(u):
     c = K.qwz_chern(u)
     assert abs(_fhs_chern(QWZ(u)) - c) < 1e-9
     assert K.qwz_hall(u) == -c / (2 * math.pi)
-    assert c == {-3.0: 0, -1.0: 1, 1.0: -1, 3.0: 0}[u]  # REFERENCES §5 table
+    assert c == {-3.0: 0, -1.0: 1, 1.0: -1, 3.0: 0}[u]  # QWZ table
 
 
 # ----------------------------------------------------------------------------
-# Berry-curvature dipole nonlinear Hall (seed 004, Sodemann-Fu)
+# Berry-curvature dipole nonlinear Hall (Sodemann & Fu 2015, as on Balents 2025 slides)
 # ----------------------------------------------------------------------------
 
 

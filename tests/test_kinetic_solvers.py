@@ -1,8 +1,9 @@
 """Deterministic kinetic solvers (issue: kinetic-equation references, items 1-4 and 7).
 
-Every check compares with a closed form (kinetic.closed_form, REFERENCES §1-§2,
-Sinitsyn et al. 2007), an independent discretisation of the same equation, or
-a conservation law.  Conventions: hbar = e = 1, q = -1 (REFERENCES §0).
+Every check compares with a closed form (kinetic.closed_form: massive Dirac,
+Born lifetimes, Sinitsyn et al. 2007), an independent discretisation of the same
+equation, or a conservation law.  Conventions: hbar = e = 1, q = -1
+(docs/conventions.md).
 """
 import math
 
@@ -28,7 +29,7 @@ Q = -1.0
 
 
 def test_drude_parabolic_white_noise():
-    # REFERENCES §2: sigma = n tau / m*, 1/tau = nV2 m* (isotropic: tau_tr = tau)
+    # Drude sigma = n tau / m*, Born 1/tau = nV2 m* (isotropic: tau_tr = tau)
     mstar, nV2, mu = 0.7, 0.05, 1.3
     r = B.linear_response(Parabolic(mstar), mu, WhiteNoiseDisorder(nV2), n_angles=16)
     n = 2.0 * mstar * mu / (4.0 * math.pi)
@@ -47,7 +48,7 @@ def test_dirac_born_lifetime_drude_and_anomalous(s):
         kf = math.sqrt(mu * mu - m * m) / v
         r = B.linear_response(model, mu, WhiteNoiseDisorder(nV2), n_angles=24,
                               intrinsic_options=dict(k_max=60.0, n=60, k_breaks=[kf]))
-        # Born lifetime (REFERENCES §2) and transport-time conductivity (closed_form)
+        # Born lifetime (white noise) and transport-time conductivity (closed_form)
         assert np.allclose(r.tau_out, 1.0 / cf.dirac_born_rate(mu, v, m, nV2), rtol=1e-10)
         ref = cf.dirac_drude_conductivity(mu, v, m, nV2)
         assert r.drude[0, 0] == pytest.approx(ref, rel=1e-6)
@@ -56,7 +57,7 @@ def test_dirac_born_lifetime_drude_and_anomalous(s):
         rta = B.linear_response(model, mu, tau=1.0 / cf.dirac_transport_rate(mu, v, m, nV2), n_angles=24,
                                 intrinsic=False)
         assert rta.drude[0, 0] == pytest.approx(ref, rel=1e-9)
-        # intrinsic: disc |k| < 60 plus the analytic valence tail -(s m)/(4 pi E(k_max)) (REFERENCES §1)
+        # intrinsic: disc |k| < 60 plus the analytic valence tail -(s m)/(4 pi E(k_max)) (Omega ~ 1/E^3)
         tail = -s * m / (4.0 * math.pi * math.hypot(v * 60.0, m))
         s_int = cf.dirac_intrinsic_hall(mu, m, s)
         assert r.intrinsic[0, 1] + tail == pytest.approx(s_int, rel=1e-6)
@@ -176,7 +177,7 @@ def test_td_berry_dipole_nonlinear_hall_rta():
 
 
 # ----------------------------------------------------------------------------
-# 3. non-adiabatic steady state (seed 001 Eqs. 54-63)
+# 3. non-adiabatic steady state (Tu, Li & Yao, Eqs. 54-63)
 # ----------------------------------------------------------------------------
 
 
@@ -226,7 +227,7 @@ def test_nonadiabatic_bhz_remote_bands():
 
 
 # ----------------------------------------------------------------------------
-# 4. coherence-matrix transport (seed 002 Eqs. 4.15-4.16)
+# 4. coherence-matrix transport (Qi, Wang & Watson, Eqs. 4.15-4.16)
 # ----------------------------------------------------------------------------
 
 
@@ -265,7 +266,7 @@ def test_coherence_decay_massive_and_massless():
     nV2 = 0.1
     dis = WhiteNoiseDisorder(nV2)
     # massive: coherence of (u_- + u_+)/sqrt 2 at one grid point rotates at 2E and decays at the mean of the two
-    # band rates, 1/tau = nV2 (E^2 + m^2)/(2 v^2 E) (REFERENCES §2); the discrete grid adds back-scattering
+    # band rates, 1/tau = nV2 (E^2 + m^2)/(2 v^2 E) (Born, white noise); the discrete grid adds back-scattering
     # into the same point, O(1/N): the fitted rate converges to 1/tau as N grows.
     m, e = 1.0, 2.0
     model = MassiveDirac(1.0, m, 1)
@@ -296,7 +297,7 @@ def test_coherence_decay_massive_and_massless():
     # self-gain term because <u_0(p)|u_1(p)> = 0)
     ct = CoherenceTransport(model, dis, [k], n_phi=32, form="seed", secular=True)
     assert ct.L[1, 1].real == pytest.approx(-nV2 * e * (1 - m * m / e / e) / 2, rel=1e-10)
-    # massless cone (k > 0): both forms give the Born rate nV2 E/(2 v^2) (REFERENCES §2 at m = 0); the
+    # massless cone (k > 0): both forms give the Born rate nV2 E/(2 v^2) (the massive rate at m = 0); the
     # Born-Markov form's diagonal element also contains the discrete self-gain 2 pi R^ w of the point itself
     model0 = MassiveDirac(1.0, 0.0, 1)
     r0 = cf.dirac_born_rate(e, 1.0, 0.0, nV2)

@@ -1,4 +1,4 @@
-"""Coherent dynamics inside an active manifold (seed 001 Eqs. 34, 40-42; packets.manifold).
+"""Coherent dynamics inside an active manifold (Tu, Li & Yao, Eqs. 34, 40-42; packets.manifold).
 
 Runtime: the reference runs (adiabatic massive Dirac, full-band BHZ) use the
 field kinds and observable lists of tests/test_dynamics.py, so in one test
@@ -41,12 +41,12 @@ def test_one_band_manifold_is_adiabatic_dynamics():
 def test_bhz_manifold_matches_full_band_to_leading_order():
     """BHZ active pair (0, 1) vs the full four-band pseudospin dynamics.
 
-    Seed 001 derives Eq. 42 from the full-band equations to first order in
+    Tu, Li & Yao derive Eq. 42 from the full-band equations to first order in
     eps ~ E v / gap_remote^2 (remote gap ~1.9 here) for adiabatic switching.
     The field E_x is switched on smoothly over T_ramp = 6 (>> 1/gap; the C2
     smoothstep ``ramp_efield`` of tests/test_dynamics.py).  Positions
     then differ at O(E) by the field-induced positional shift of the dressed
-    full-band state (seed 000's A' = G E), a constant once E is on, so the
+    full-band state (the A' = G E of Lu & Zhou 2016), a constant once E is on, so the
     comparison is of the *displacement after the ramp* (t = 6 -> 10): its
     manifold-vs-full difference must be small (< 1e-4 relative) and shrink
     faster than linearly in E (measured ratio 3.2 when E halves; asserted

@@ -1,6 +1,6 @@
 """Monte Carlo against the kinetic-equation references (issue "Kinetic-equation references").
 
-Massive Dirac valley (REFERENCES §1), hbar = e = 1, q = -1.  Every comparison is
+Massive Dirac valley (Wong & Tserkovnyak 2021, Eq. 41), hbar = e = 1, q = -1.  Every comparison is
 |MC - reference| < 5 sigma_MC + a stated systematic that is computed, not guessed:
 
 * sigma_xx (adiabatic MC, Born elastic scattering, white-noise and Gaussian disorder) against
@@ -12,13 +12,13 @@ Massive Dirac valley (REFERENCES §1), hbar = e = 1, q = -1.  Every comparison i
   anomalous-distribution part needs the MC's final states on the energy shell shifted by the jump
   energy -qE.dr with its Jacobian (scattering/channels.py, ElasticScattering); sampling on the
   unshifted shell gave 0.52 of it.
-* seed 001 Eqs. 54-60 (kinetic.nonadiabatic.nonadiabatic_current) at three fields, coherent MC with
+* Tu, Li & Yao, Eqs. 54-60 (kinetic.nonadiabatic.nonadiabatic_current) at three fields, coherent MC with
   Dephasing + Relaxation.  Systematic: the exact-drift form of Eq. A11 minus Eq. 57 (finite tau E
   and the particle-number conservation of the MC's relaxation); the k-window edge term is part of
   the reference (examples/compare_kinetic.py, part B).
 * the band-coherence matrix of packets started in a superposition, elastic scattering, against
   kinetic.coherence.CoherenceTransport (secular Born-Markov form): populations, the decay of the
-  initial coherence, and the transfer of coherence to the scattered states (seed 002 Eq. 4.15),
+  initial coherence, and the transfer of coherence to the scattered states (Qi, Wang & Watson, Eq. 4.15),
   measured by the gauge-invariant inter-band (coherence) current of the whole ensemble.
 * the small version of examples/compare_kinetic.py runs and writes its figures.
 
@@ -214,7 +214,7 @@ def test_sigma_xy_total(white):
 
 
 # ----------------------------------------------------------------------------
-# seed 001 non-adiabatic current: coherent MC with dephasing and relaxation
+# Tu, Li & Yao non-adiabatic current: coherent MC with dephasing and relaxation
 # ----------------------------------------------------------------------------
 
 
@@ -282,7 +282,7 @@ def test_coherence_populations_and_total_coherence(coherence):
     Kinetic: sigma_jj and sigma_01 summed over the grid.  The coherence is compared as a complex number
     in the eigenvector gauge of packets.linalg.eigh, which both the MC's DensityMatrix (at every packet's k)
     and the kinetic grid (model.bands) use; the populations are gauge invariant.  The total coherence
-    includes what the scattered packets carry (seed 002 Eq. 4.15); its modulus decays at the transport
+    includes what the scattered packets carry (Qi, Wang & Watson, Eq. 4.15); its modulus decays at the transport
     rate while the initial point's decays at the mean out-scattering rate.  Discretisation error:
     |result(n_phi = 128) - result(n_phi = 64)|.
     """
@@ -321,7 +321,7 @@ def test_coherence_transfer(coherence):
     At E = 0 the ``anomalous`` part of Current in coherent mode is the coherence current
     q sum_i w_i 2 Re[rho_01 <u_1|dH/dk|u_0>], gauge invariant; the kinetic reference is the same sum over the
     grid of the secular Born-Markov sigma_01(p, t).  For the particle-hole symmetric Dirac shells both
-    components of a packet scatter onto the same |q|, so seed 002 Eq. 4.15 moves the coherence
+    components of a packet scatter onto the same |q|, so Qi, Wang & Watson, Eq. 4.15 moves the coherence
     sigma_01(q) = O_00 sigma_01(p) O_11^* onto the scattered states and the coherence current survives the
     scattering (kinetic: |J| stays ~0.9 while the part left at p0 decays to ~0.13 by t = 20); a rule that
     drops the coherence at every event would follow the p0 part alone, which the test excludes at the last

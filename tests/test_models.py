@@ -105,7 +105,7 @@ def wavy_mass_wrong_gradient(x, p):
 
 
 def qwz_hoppings():
-    """QWZ (REFERENCES §5) as hoppings: sin k = (e^{ik} - e^{-ik})/2i, cos k = (e^{ik} + e^{-ik})/2."""
+    """QWZ (docs/models.md) as hoppings: sin k = (e^{ik} - e^{-ik})/2i, cos k = (e^{ik} + e^{-ik})/2."""
     return [(0, 0, (1, 0), 0.5), (0, 0, (0, 1), 0.5), (1, 1, (1, 0), -0.5), (1, 1, (0, 1), -0.5),
             (0, 1, (1, 0), -0.5j), (0, 1, (-1, 0), 0.5j), (0, 1, (0, 1), -0.5), (0, 1, (0, -1), 0.5)]
 

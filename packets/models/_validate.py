@@ -2,8 +2,8 @@
 
 Every model constructor turns its arguments into floats through these helpers
 so that a wrong or missing parameter gives a ``ValueError`` that names the
-parameter and says what to change (DESIGN.md §3: host code raises clear
-errors; kernels never do).
+parameter and says what to change (docs/architecture.md: host code raises
+clear errors; kernels never do).
 """
 import math
 
@@ -57,7 +57,8 @@ def njit_function(name, f):
 
     Kernels are built by factories that close over model functions, so only
     numba CPU dispatchers without an explicit signature can be inlined and
-    compiled as CUDA device functions (DESIGN.md §10).
+    compiled as CUDA device functions (with a signature numba-cuda refuses:
+    "using cpu function on device but its compilation is disabled").
     """
     if not isinstance(f, Dispatcher):
         raise ValueError(f"{name} must be a function decorated with @numba.njit (got {type(f).__name__}); "

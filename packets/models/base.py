@@ -2,9 +2,9 @@
 
 A :class:`BandModel` is a Bloch Hamiltonian H(x, k) of ``nbands`` bands in
 ``dim`` dimensions.  It is defined by three *kernel fillers*, plain
-``@numba.njit`` functions without signatures that follow DESIGN.md §3 (no
-allocation, no exceptions), so that the CPU driver and numba-cuda inline them
-into per-packet kernels:
+``@numba.njit`` functions without signatures that follow the kernel rules of
+docs/architecture.md (no allocation, no exceptions), so that the CPU driver
+and numba-cuda inline them into per-packet kernels:
 
 ``h(x, k, p, out)``
     fill ``out[nb, nb]`` (complex128) with H(x, k);

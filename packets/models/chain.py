@@ -5,7 +5,7 @@
     \\varepsilon(k) = \\varepsilon_0 - 2 t \\cos(k a)
 
 One orbital per cell at the origin, lattice constant a.  Bloch oscillations
-with period T_B = 2 pi hbar / (|q E| a) (REFERENCES §6).
+with the Bloch-oscillation period T_B = 2 pi hbar / (|q E| a).
 """
 import math
 

@@ -5,8 +5,9 @@
     H_s(\\mathbf k) = \\hbar v (s k_x \\sigma_x + k_y \\sigma_y) + m \\sigma_z
                     + \\hbar (\\mathbf w \\cdot \\mathbf k)\\, \\mathbb 1
 
-with valley index s = +/-1 and optional tilt velocity w (REFERENCES §1; the
-tilt term is the standard type-I tilt).  Bands
+with valley index s = +/-1 and optional tilt velocity w (Wong & Tserkovnyak
+2021, Eq. 41, whose mass term m v^2 is our m, with a valley index; the tilt
+term is the standard type-I tilt).  Bands
 eps_+/- = hbar w.k +/- sqrt(hbar^2 v^2 k^2 + m^2).  Units: hbar = 1, so v is a
 velocity (energy x length), m an energy, k an inverse length.
 """
@@ -20,7 +21,7 @@ from .base import BandModel
 
 @numba.njit
 def dirac_h(x, k, p, out):
-    """H_s(k) of the massive Dirac model (REFERENCES §1), tilt included."""
+    """H_s(k) of the massive Dirac model (Wong & Tserkovnyak 2021, Eq. 41), tilt included."""
     v = p[0]
     m = p[1]
     s = p[2]
@@ -66,7 +67,8 @@ class MassiveDirac(BandModel):
     Notes
     -----
     Berry curvature Omega_+/- = -/+ s m v^2 / (2 E_k^3) and orbital moment
-    m_z = -s m v^2 / (2 E_k^2) (REFERENCES §1, e = hbar = 1); the tilt changes
+    m_z = -s m v^2 / (2 E_k^2) (Wong & Tserkovnyak 2021, Sec. III A, in our
+    signs, e = hbar = 1); the tilt changes
     neither.
     """
 

@@ -24,7 +24,7 @@ U_G = diag(e^{-i G.tau_j}); Berry curvature and connection are the physical
 K' = -K; at K the gap is 2 |M - 3 sqrt3 t2 sin phi|, at K' it is
 2 |M + 3 sqrt3 t2 sin phi|, and the band centre is -3 t2 cos phi.
 
-Chern number of the lower band in our convention (REFERENCES §0,
+Chern number of the lower band in our convention (docs/conventions.md,
 Omega_z = -2 Im<d_kx u|d_ky u>):
 
     C_lower = [sgn(M - 3 sqrt3 t2 sin phi) - sgn(M + 3 sqrt3 t2 sin phi)] / 2,

@@ -12,7 +12,7 @@ orbitals at the origin of the cell:
                     + d_z(\\mathbf k)\\, \\sigma_z + Z s_z + \\Delta\\, s_y\\!\\otimes\\!\\sigma_y,
 
 h(k) = sin k_x sigma_x + sin k_y sigma_y + d_z(k) sigma_z with
-d_z = u + cos k_x + cos k_y (the Qi-Wu-Zhang block, REFERENCES §5), and its
+d_z = u + cos k_x + cos k_y (the Qi-Wu-Zhang block, docs/models.md), and its
 time-reversed partner h*(-k) = -sin k_x sigma_x + sin k_y sigma_y + d_z sigma_z
 for spin down (the lattice Bernevig-Hughes-Zhang model).  Z is a Zeeman
 splitting, Delta the bulk-inversion-asymmetry (BIA) coupling of the two spin
@@ -26,9 +26,9 @@ time-reversal-invariant momenta, with energies -/+ sqrt(d_z^2 + Delta^2).
 Why this model (see docs/models.md): the two lower bands (indices 0, 1, the
 default active manifold) are split only by the small Z and Delta, so
 intra-manifold transitions are non-adiabatic already at weak fields
-(seed 001 §II, Eqs. 19-21, 34); the two upper bands (2, 3) are remote, across
+(Tu, Li & Yao, §II, Eqs. 19-21, 34); the two upper bands (2, 3) are remote, across
 a gap ~2 (min E - |Z|), and contribute the non-Abelian Berry curvature of the
-active manifold (seed 001 Eqs. 40-42).  At Z = Delta = 0 the active pair is
+active manifold (Tu, Li & Yao, Eqs. 40-42).  At Z = Delta = 0 the active pair is
 exactly degenerate (the U(2) case), and each spin block carries its QWZ lower
 band curvature (Chern number -1 and +1 for 0 < u < 2), all of it from the
 remote partner band; Delta mixes the blocks and makes the curvature

@@ -4,10 +4,10 @@
 
     \\varepsilon(\\mathbf k) = \\frac{\\hbar^2 k^2}{2 m^*} + \\varepsilon_0
 
-One band, no Berry curvature.  Used for the Drude / Born-lifetime checks of
-REFERENCES §2 (1/tau = n_i V0^2 m*/hbar^3 in 2D).  Units: hbar = 1, so m*
-is in 1/(energy x length^2) and k^2/(2 m*) is an energy for k in inverse
-length.
+One band, no Berry curvature.  Used for the Drude (sigma = n e^2 tau/m*) and
+white-noise Born-lifetime (1/tau = n_i V0^2 m*/hbar^3 in 2D) checks.  Units:
+hbar = 1, so m* is in 1/(energy x length^2) and k^2/(2 m*) is an energy for k
+in inverse length.
 """
 import math
 

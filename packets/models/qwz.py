@@ -1,4 +1,4 @@
-"""Qi-Wu-Zhang model on the square lattice (REFERENCES §5).
+"""Qi-Wu-Zhang model on the square lattice (docs/models.md, "QWZ").
 
 .. math::
 
@@ -47,7 +47,7 @@ def qwz_dhdk(x, k, p, out, work):
 
 
 class QWZ(BandModel):
-    """Qi-Wu-Zhang Chern insulator (REFERENCES §5).
+    """Qi-Wu-Zhang Chern insulator (docs/models.md, "QWZ").
 
     Parameters
     ----------
@@ -64,7 +64,7 @@ class QWZ(BandModel):
         return self.params[0]
 
     def chern_exact(self):
-        """Closed-form lower-band Chern number (REFERENCES §5)."""
+        """Closed-form lower-band Chern number C = [sgn(u+2) + sgn(u-2) - 2 sgn(u)]/2."""
         sgn = lambda z: float(np.sign(z))
         u = float(self.u)
         return 0.5 * (sgn(u + 2) + sgn(u - 2) - 2 * sgn(u))

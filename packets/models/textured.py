@@ -7,8 +7,9 @@
 
 valley s = +/-1, velocity v (energy x length, hbar = 1), mass profile m(x)
 (energy) with x = (x_1, x_2) in length units.  This is the textured model of
-seed 001 (§II and the moiré / domain-wall examples quoted there): at fixed x
-it is the massive Dirac model of REFERENCES §1 with m = m(x), so the bands are
+Tu, Li & Yao (§II and the moiré / domain-wall examples quoted there): at
+fixed x it is the massive Dirac model (Wong & Tserkovnyak 2021, Eq. 41) with
+m = m(x), so the bands are
 +/- sqrt(v^2 k^2 + m(x)^2) and Omega^{kk}_+/- = -/+ s m(x) v^2 / (2 E^3);
 the texture adds the mixed curvatures Omega^{k x} through dH/dx =
 (dm/dx_a) sigma_z, which is exact here (the analytic derivative of the
@@ -35,7 +36,8 @@ dm_dx2)`` (or ``mass(x, p) -> m`` together with ``mass_gradient(x, p) ->
 profile parameters are its first entries ``p[0], p[1], ...`` (velocity and
 valley are stored after them, at ``p[-2]`` and ``p[-1]``).  The function is
 called from the model's fillers (a closure built by a factory), so it is
-inlined into the kernels and must follow the kernel rules of DESIGN.md §3.
+inlined into the kernels and must follow the kernel rules of
+docs/architecture.md.
 """
 import math
 
@@ -112,7 +114,7 @@ def make_textured_fillers(mass):
     """Build ``(h, dhdx)`` fillers closing over the njit profile ``mass(x, p)``.
 
     The closure makes numba inline ``mass`` into every kernel that calls the
-    fillers (DESIGN.md §3: factories close over user functions).
+    fillers (docs/architecture.md: factories close over user functions).
     """
 
     @numba.njit

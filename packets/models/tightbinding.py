@@ -18,7 +18,7 @@ contributes t e^{i k.d} to H_ij and conj(t) e^{-i k.d} to H_ji
 amplitude conj(t).  Do not list both a hop and its conjugate.
 
 Parameter layout (all float64 so the filler is compiled once, whatever the
-number of orbitals, dimension or hoppings; DESIGN.md §3):
+number of orbitals, dimension or hoppings; docs/architecture.md):
 
     p = [nhop, eps_0 .. eps_{nb-1}, then per hop: i, j, d_1 .. d_dim, Re t, Im t]
 

@@ -3,7 +3,7 @@
 The user writes ``h(x, k, p, out)`` following the filler contract of
 :mod:`packets.models.base` (fill every entry of the complex128
 ``out[nbands, nbands]`` with H(x, k); ``p`` is the float64 parameter array;
-kernel rules of DESIGN.md §3: no allocation, no raise, no signature).  The
+kernel rules of docs/architecture.md: no allocation, no raise, no signature).  The
 derivative fillers ``dhdk`` / ``dhdx`` may be supplied; when they are not, a
 factory closing over ``h`` builds them from the fourth-order central finite
 difference

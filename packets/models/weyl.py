@@ -7,11 +7,11 @@
 
 Chirality chi = +/-1, Fermi velocity v > 0, tilt velocity w with |w| < v
 (type I).  Bands eps_+/- = hbar w.k +/- hbar v |k|.  Berry curvature (our
-convention, REFERENCES §0, Omega_c = (1/2) eps_abc Omega_ab with
+convention, docs/conventions.md, Omega_c = (1/2) eps_abc Omega_ab with
 Omega_ab = -2 Im<d_a u|d_b u>): Omega_+/- = -/+ chi k / (2 |k|^3), so the
 lower band carries a monopole of flux +2 pi chi through a sphere around the
 node (upper band -2 pi chi); the tilt changes neither.  Used for the chiral
-(ABJ) anomaly check of seed 003.
+(ABJ) anomaly check of Wong & Tserkovnyak 2021 (Sec. III C).
 """
 import numba
 import numpy as np
