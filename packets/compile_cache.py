@@ -46,6 +46,7 @@ import hashlib
 import inspect
 import logging
 import os
+import pickle
 import sys
 import types as pytypes
 import warnings
@@ -280,6 +281,34 @@ class _Impl(caching.CompileResultCacheImpl):
         self._filename_base = f"{mod}.{qual}-{digest[:24]}.py{sys.version_info[0]}{sys.version_info[1]}"
 
 
+class _IndexDataFile(caching.IndexDataCacheFile):
+    """numba's index + data files, safe when several processes fill one cache at once.
+
+    numba numbers the data files of one index in the order their entries were
+    added, reading the index first.  Two processes that compile the same
+    kernel for two signatures at the same time (two pytest-xdist workers, two
+    Dask workers on one machine) can both pick data file 1; the index then
+    names one signature and the file holds the other's machine code, which
+    crashes when called.  Here the data file is named by a hash of its index
+    key, and it stores the key, which :meth:`load` checks: a lost race costs
+    a recompilation, never a kernel compiled for other argument types.
+    """
+
+    def save(self, key, data):
+        overloads = self._load_index()
+        name = f"{self._index_name[:-4]}.{hashlib.sha256(pickle.dumps(key, protocol=4)).hexdigest()[:16]}.nbc"
+        self._save_data(name, (key, data))  # the data first: an index entry never names a missing file
+        if overloads.get(key) != name:
+            overloads[key] = name
+            self._save_index(overloads)
+
+    def load(self, key):
+        stored = super().load(key)
+        if stored is None or not isinstance(stored, tuple) or len(stored) != 2 or stored[0] != key:
+            return None
+        return stored[1]
+
+
 class ContentCache(caching.FunctionCache):
     """numba's per-function cache, keyed by :func:`content_digest` (computed at the first compile)."""
 
@@ -309,7 +338,7 @@ class ContentCache(caching.FunctionCache):
             self._enabled = False
             return False
         self._impl = _Impl(self._py_func, self._path, self._digest)
-        self._cache_file = caching.IndexDataCacheFile(cache_path=self._path, filename_base=self._impl.filename_base,
+        self._cache_file = _IndexDataFile(cache_path=self._path, filename_base=self._impl.filename_base,
                                                       source_stamp=self._impl.locator.get_source_stamp())
         return True
 

@@ -92,6 +92,30 @@ def test_builtin_plugins_keyed_by_content_not_id():
     assert plugin_key(Current(), Current().build(BuildContext(m, None, "coherent"))[3])[0] == "content"
 
 
+def test_two_processes_racing_on_one_index_never_load_the_other_signature(tmp_path):
+    """Two processes that compile one kernel for two signatures at once must not swap machine code.
+
+    The race replayed: both read the empty index; A writes its index entry; B writes its own
+    (overwriting A's); then both write their data.  numba's own file numbers both entries 1, so the
+    index says "signature B: file 1" while file 1 may hold A's code.  Ours names the data file by
+    its key and checks the key on load: B's entry gives B's data, A's lost entry gives None.
+    """
+    base = "mod.kernel-0123456789abcdef01234567.py311"
+    a = compile_cache._IndexDataFile(cache_path=str(tmp_path), filename_base=base, source_stamp="s")
+    b = compile_cache._IndexDataFile(cache_path=str(tmp_path), filename_base=base, source_stamp="s")
+    key_a, key_b = ("sig A", "magic", "digest"), ("sig B", "magic", "digest")
+    b._load_index = lambda: {}  # B read the index before A wrote it
+    a.save(key_a, "code for A")
+    b.save(key_b, "code for B")
+    assert a.load(key_b) == "code for B"
+    assert a.load(key_a) in (None, "code for A")
+    # an index that names the wrong file (numba's numbering after the race) is refused, not loaded
+    index = a._load_index()
+    index[key_a] = index[key_b]
+    a._save_index(index)
+    assert a.load(key_a) is None and a.load(key_b) == "code for B"
+
+
 # records the qualified name of every function numba compiles in the child process
 _RECORD_COMPILES = textwrap.dedent("""
     import json
