@@ -11,8 +11,8 @@ import pytest
 INSTALL = "pip install -e \".[test,cuda12]\" (or cuda13 on a CUDA 13 machine)"
 
 
-@pytest.mark.parametrize("module", ["pytest", "matplotlib", "dask", "dask.distributed", "h5py", "scipy", "tqdm",
-                                    "numba.cuda"])
+@pytest.mark.parametrize("module", ["pytest", "xdist", "matplotlib", "dask", "dask.distributed", "h5py", "scipy",
+                                    "tqdm", "numba.cuda"])
 def test_test_dependencies_installed(module):
     try:
         importlib.import_module(module)
