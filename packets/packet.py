@@ -122,9 +122,12 @@ def make_packet_kernels(step, adaptive, event, nchan):
     -> (status, band, clock, ev, steps)`` advances one packet over one fixed
     step [ts, ts + dt] that contains at least one tentative event
     (clock < dt): integrate to the event, let the chosen channel act,
-    repeat, then integrate to ts + dt.  It is a separate (not inlined)
-    kernel so that the event machinery — the channels' ``apply`` kernels are
-    large — stays out of the loops that run the plain steps.
+    repeat, then integrate to ts + dt.  It and the adaptive path share one
+    loop, ``run_to_events``.  Both are IR-inlined at their one call site, so
+    they are no compiled levels of their own (each level is optimised and
+    emitted again with everything below it); the channels' ``apply`` kernels
+    stay calls, so the event machinery adds a call, not its code, to the
+    loop that runs the plain steps.
     """
     use_adaptive = adaptive is not None
     fixed = not use_adaptive  # a plain closure constant: numba prunes the dead branch
@@ -134,8 +137,9 @@ def make_packet_kernels(step, adaptive, event, nchan):
         def adaptive(t0, t1, dt0, tol, x, k, chi, n, P, S):  # never called
             return st.OK, 0, dt0
 
-    # not IR-inlined: cross calls it twice, and every inlined copy of the step (with the model's
-    # fillers inlined in it) is typed and compiled again; a call on the event path costs nothing
+    # a compiled level of its own, not IR-inlined: the two-band coherent step is inlined in
+    # its callers, and a copy of it in run_chunk (where the lane driver inlines the event path)
+    # makes that large function slower to optimise than this small one
     @kernel
     def integrate(ta, tb, dt, tol, x, k, chi, band, P, S):
         # advance from ta to tb (tb - ta <= dt for fixed steps)
@@ -177,24 +181,22 @@ def make_packet_kernels(step, adaptive, event, nchan):
             gtot += gm[c]
         return gtot
 
-    @kernel
-    def cross(ts, dt, x, k, chi, band, clock, ev, P, S, key0, key1, pid, evc, jx):
+    @kernel(inline="always")
+    def run_to_events(tcur, te, dt, tol, x, k, chi, band, clock, ev, P, S, key0, key1, pid, evc, jx):
+        # integrate from tcur to te, cut at the tentative events (the clock runs down to each)
         gtot = total_rate(P)
         nst = 0
         code = st.OK
-        tcur = ts
-        te = ts + dt
         while True:
             rem = te - tcur
-            if not clock < rem:
-                # no further tentative event in this step
-                code, ns = integrate(tcur, te, dt, 0.0, x, k, chi, band, P, S)
-                nst += ns
+            hit = clock < rem
+            tb = tcur + clock if hit else te
+            code, ns = integrate(tcur, tb, dt, tol, x, k, chi, band, P, S)
+            nst += ns
+            if not hit:
+                # no further tentative event before te
                 clock -= rem
                 break
-            tb = tcur + clock
-            code, ns = integrate(tcur, tb, dt, 0.0, x, k, chi, band, P, S)
-            nst += ns
             tcur = tb
             if code != st.OK:
                 break
@@ -202,6 +204,11 @@ def make_packet_kernels(step, adaptive, event, nchan):
             if code != st.OK:
                 break
         return code, band, clock, ev, nst
+
+    # IR-inlined at its one call site (advance_packet, or the lane driver's run_chunk)
+    @kernel(inline="always")
+    def cross(ts, dt, x, k, chi, band, clock, ev, P, S, key0, key1, pid, evc, jx):
+        return run_to_events(ts, ts + dt, dt, 0.0, x, k, chi, band, clock, ev, P, S, key0, key1, pid, evc, jx)
 
     @kernel
     def advance_packet(t0, dt, nsteps, tol, x, k, chi, band, clock, ev, P, S, key0, key1, pid, evc, jx):
@@ -232,23 +239,8 @@ def make_packet_kernels(step, adaptive, event, nchan):
                     break
             return code, band, clock, ev, nst
         # adaptive steps: the whole interval is one integration, cut at the events
-        gtot = total_rate(P)
-        tcur = t0
-        te = t0 + nsteps * dt
-        while code == st.OK:
-            rem = te - tcur
-            hit = clock < rem
-            tb = tcur + clock if hit else te
-            code, ns = integrate(tcur, tb, dt, tol, x, k, chi, band, P, S)
-            nst += ns
-            if not hit:
-                clock -= rem
-                break
-            tcur = tb
-            if code != st.OK:
-                break
-            code, band, ev, clock = tentative(tcur, x, k, chi, band, P, S, key0, key1, pid, ev, evc, jx, gtot)
-        return code, band, clock, ev, nst
+        return run_to_events(t0, t0 + nsteps * dt, dt, tol, x, k, chi, band, clock, ev, P, S, key0, key1, pid,
+                             evc, jx)
 
     return advance_packet, cross
 
