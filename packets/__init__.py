@@ -28,8 +28,9 @@ from .ensemble import Ensemble
 from .field import Field
 from .result import Result
 from .simulation import Simulation
+from .status import FlaggedPacketsError, FlaggedPacketsWarning
 
 __version__ = "0.1.0"
 
-__all__ = ["Ensemble", "Field", "Simulation", "Result", "bandgeom", "geometry", "linalg", "models", "rng", "units",
-           "__version__"]
+__all__ = ["Ensemble", "Field", "Simulation", "Result", "FlaggedPacketsWarning", "FlaggedPacketsError", "bandgeom",
+           "geometry", "linalg", "models", "rng", "units", "__version__"]

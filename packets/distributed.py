@@ -198,7 +198,8 @@ def run_task(spec, state, t0, records_before, plan, want_state=True):
     from .simulation import Simulation
 
     # tasks run on the CPU of their worker whatever the parent's backend
-    sim = Simulation.from_state(spec, state, t=t0, progress=False, backend="cpu")
+    sim = Simulation.from_state(spec, state, t=t0, progress=False, backend="cpu",
+                                on_flag="ignore")  # the parent run reports flagged packets once
     res = sim.run(plan["t_end"], plan["record_every"])
     sums = res._sums
     counts = res.counts

@@ -166,6 +166,16 @@ def make_packet_kernels(step, adaptive, event, nchan):
         code, accepted, nb_new = event(c, tcur, x, k, chi, band, P, S, key0, key1, pid, ev)
         for a in range(x.shape[0]):
             jx[a] += x[a]
+        if code == st.OK:
+            # a channel that leaves a non-finite state is named as the source, not the next check
+            for a in range(x.shape[0]):
+                if not (math.isfinite(x[a]) and math.isfinite(k[a])):
+                    code = st.NAN
+            for j in range(chi.shape[0]):
+                if not (math.isfinite(chi[j].real) and math.isfinite(chi[j].imag)):
+                    code = st.NAN
+        if code != st.OK:
+            code += (c + 1) * st.SOURCE_STRIDE
         evc[2 * nchan] += 1
         if accepted:
             evc[c] += 1

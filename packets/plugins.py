@@ -64,3 +64,38 @@ def plugin_key(plugin, kernel):
         return ("content", compile_cache.content_digest(kernel))
     except compile_cache.Uncacheable:
         return ("kernel", kernel)
+
+
+def describe(plugin):
+    """JSON-ready description of a channel or observable for result files and merge checks.
+
+    The plug-in's own ``describe()`` when it has one; else its class and its
+    public attributes (numbers, strings, arrays as lists, objects with a
+    ``describe()`` such as a disorder model, functions by qualified name).
+    """
+    own = getattr(plugin, "describe", None)
+    if callable(own):
+        return own()
+    params = {name: _describe_value(v) for name, v in sorted(getattr(plugin, "__dict__", {}).items())
+              if not name.startswith("_")}
+    return {"class": f"{type(plugin).__module__}.{type(plugin).__qualname__}", "params": params}
+
+
+def _describe_value(v):
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, (list, tuple)):
+        return [_describe_value(e) for e in v]
+    if isinstance(v, dict):
+        return {str(k): _describe_value(e) for k, e in v.items()}
+    own = getattr(v, "describe", None)
+    if callable(own):
+        return own()
+    py = getattr(v, "py_func", v)
+    if callable(py):
+        return {"function": f"{getattr(py, '__module__', None)}.{getattr(py, '__qualname__', type(py).__name__)}"}
+    return {"object": f"{type(v).__module__}.{type(v).__qualname__}"}

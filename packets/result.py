@@ -16,9 +16,72 @@ error bars include the time correlations correctly.
 
 Merging with ``+`` adds the per-batch sums: use it for disjoint packet sets of
 one ensemble (e.g. two halves of the packet ids run separately), whose weights
-already sum to the full density.
+already sum to the full density.  It refuses results of different runs (any
+entry of :data:`MERGE_SPEC` differs) and results whose packet ids overlap
+(which would count packets twice: two independently built ensembles, both
+numbered from 0, would double the density).  Independent runs of one
+simulation (replicas: other seeds) are combined by :meth:`Result.replicas`,
+which averages them.
 """
 import numpy as np
+
+#: the ``meta`` entries two results must share to be merged with ``+`` or combined as replicas: the
+#: physics and the estimator (the seeds and the majorants may differ: null collisions are exact for
+#: any majorant above the rate)
+MERGE_SPEC = ("model", "field", "ensemble", "dynamics", "integrator", "manifold", "orbital_moment", "dt", "tol",
+              "channels", "channel_params", "observables", "observable_params")
+
+#: packet-id runs kept exactly in ``meta["pid_ranges"]``; beyond that only the envelope [min, max]
+MAX_PID_RUNS = 1024
+
+
+def pid_ranges(pid):
+    """Sorted inclusive runs ``[[lo, hi], ...]`` of the packet ids ``pid`` (their envelope if too many)."""
+    p = np.unique(np.asarray(pid, dtype=np.int64))
+    if p.size == 0:
+        return []
+    cut = np.flatnonzero(np.diff(p) != 1)
+    los = np.concatenate([[p[0]], p[cut + 1]])
+    his = np.concatenate([p[cut], [p[-1]]])
+    if los.size > MAX_PID_RUNS:
+        return [[int(p[0]), int(p[-1])]]
+    return [[int(a), int(b)] for a, b in zip(los, his)]
+
+
+def _first_overlap(a, b):
+    """The first id range shared by two sorted run lists, or None."""
+    i = j = 0
+    while i < len(a) and j < len(b):
+        lo = max(a[i][0], b[j][0])
+        hi = min(a[i][1], b[j][1])
+        if lo <= hi:
+            return lo, hi
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return None
+
+
+def _union(a, b):
+    out = []
+    for lo, hi in sorted([list(r) for r in a] + [list(r) for r in b]):
+        if out and lo <= out[-1][1] + 1:
+            out[-1][1] = max(out[-1][1], hi)
+        else:
+            out.append([lo, hi])
+    return out
+
+
+def _spec_differences(a, b, keys=MERGE_SPEC):
+    return [k for k in keys if a.meta.get(k) != b.meta.get(k)]
+
+
+def _check_same_records(a, b):
+    if a.layout.keys() != b.layout.keys() or a._sums.shape != b._sums.shape:
+        raise ValueError("results have different observables or shapes and cannot be combined")
+    if not np.array_equal(a.times, b.times):
+        raise ValueError("results have different record times and cannot be combined")
 
 
 class Series:
@@ -70,8 +133,9 @@ class Result:
     E : ndarray (nt, dim)
         Electric field at the record times.
     status_counts : dict
-        Number of packets per status code name at the end (flagged packets
-        are excluded from every tally from the moment they are flagged).
+        Number of packets per status reason at the end (flagged packets
+        are excluded from every tally from the moment they are flagged);
+        :attr:`flags` splits the flagged ones by what flagged them.
     meta : dict
         Provenance: model, field, dynamics, dt, integrator, seed, backend,
         device, versions, packet number, packet-steps, wall time.
@@ -89,6 +153,12 @@ class Result:
 
         self.status_counts = canonical(dict(status_counts))
         self.meta = canonical(dict(meta))
+
+    @property
+    def flags(self):
+        """Flagged packets at the end, ``{reason: {source: count}}``: source "dynamics" (the equations of
+        motion and the per-interval checks), "channel 'name'" or "initial state" (packets.status)."""
+        return self.meta.get("flags", {})
 
     @property
     def names(self):
@@ -155,18 +225,91 @@ class Result:
         return j / E0[b], jse / abs(E0[b]), b
 
     def __add__(self, other):
+        """The result of the union of two disjoint packet sets of one run (per-batch sums added)."""
         if not isinstance(other, Result):
             return NotImplemented
-        if self.layout.keys() != other.layout.keys() or self._sums.shape != other._sums.shape:
-            raise ValueError("results have different observables or shapes and cannot be merged")
-        if not np.array_equal(self.times, other.times):
-            raise ValueError("results have different record times and cannot be merged")
+        _check_same_records(self, other)
+        diff = _spec_differences(self, other)
+        if diff:
+            k = diff[0]
+            raise ValueError(f"results of different runs cannot be merged with +: they differ in {diff} (e.g. {k}: "
+                             f"{self.meta.get(k)!r} vs {other.meta.get(k)!r}); + adds disjoint packet sets of one "
+                             "run, Result.replicas([...]) combines independent runs of one simulation")
+        ra, rb = self.meta.get("pid_ranges"), other.meta.get("pid_ranges")
+        if ra is None or rb is None:
+            raise ValueError("a result without packet-id ranges (meta['pid_ranges'], written since this check "
+                             "exists) cannot be shown disjoint from another; rerun it to merge with +")
+        shared = _first_overlap(ra, rb)
+        if shared is not None:
+            raise ValueError(f"the two results share packet ids ({shared[0]}..{shared[1]}): + adds disjoint packet "
+                             "sets of one ensemble and would count those packets twice (two ensembles built "
+                             "independently both number their packets from 0, and their sum doubles every "
+                             "density); combine independent runs with Result.replicas([r1, r2]), which averages "
+                             "them, or give the parts disjoint ids (Ensemble.subset of one ensemble)")
         sc = dict(self.status_counts)
         for k_, v_ in other.status_counts.items():
             sc[k_] = sc.get(k_, 0) + v_
         meta = dict(self.meta)
         meta["merged"] = meta.get("merged", 1) + other.meta.get("merged", 1)
+        meta["pid_ranges"] = _union(ra, rb)
+        for key in ("n_packets", "packet_steps"):
+            if key in self.meta and key in other.meta:
+                meta[key] = self.meta[key] + other.meta[key]
         return Result(self.times, self.E, self._sums + other._sums, self.layout, self.counts + other.counts, sc, meta)
+
+    @classmethod
+    def replicas(cls, results):
+        """Combine independent runs of one simulation (other seeds) into one estimate.
+
+        Each replica r estimates the same densities, T_r = sum_b S_rb.  The
+        combination is their average, T = (1/R) sum_r T_r, kept as a result
+        with the R B batches S_rb / R, so that the batch-means error bar of
+        :class:`Series` becomes that of the average:
+
+            se(T)^2 = RB/(RB - 1) sum_{r,b} (S_rb/R - T/(RB))^2  ~  B Var(S)/R .
+
+        The replicas must share everything in :data:`MERGE_SPEC` but the
+        ensemble's seed, and no two may have the same event seed and ensemble
+        seed (they would be the same run, not independent).  Use ``+``
+        instead for disjoint packet sets of one run.
+        """
+        results = list(results)
+        if len(results) < 2 or not all(isinstance(r, Result) for r in results):
+            raise ValueError("Result.replicas needs a list of at least two Result objects")
+        first = results[0]
+        keys = tuple(k for k in MERGE_SPEC if k != "ensemble")
+        ens0 = dict(first.meta.get("ensemble") or {})
+        seen = []
+        for i, r in enumerate(results):
+            _check_same_records(first, r)
+            diff = _spec_differences(first, r, keys)
+            ens = dict(r.meta.get("ensemble") or {})
+            if {k: v for k, v in ens.items() if k != "seed"} != {k: v for k, v in ens0.items() if k != "seed"}:
+                diff.append("ensemble")
+            if diff:
+                raise ValueError(f"replica {i} is a run of another simulation: it differs in {diff}")
+            if not np.array_equal(r.E, first.E):
+                raise ValueError(f"replica {i} has another field at the record times")
+            ident = (r.meta.get("seed"), ens.get("seed"))
+            if ident in seen:
+                raise ValueError(f"replica {i} has the event seed and ensemble seed {ident} of an earlier one: it is "
+                                 "the same run, not an independent replica")
+            seen.append(ident)
+        R = len(results)
+        sums = np.concatenate([r._sums for r in results], axis=1) / R
+        counts = np.concatenate([r.counts for r in results], axis=1)
+        sc = {}
+        for r in results:
+            for k_, v_ in r.status_counts.items():
+                sc[k_] = sc.get(k_, 0) + v_
+        meta = dict(first.meta)
+        meta["replicas"] = R
+        meta["replica_seeds"] = [list(ident) for ident in seen]
+        meta["nbatch"] = int(sums.shape[1])
+        for key in ("n_packets", "packet_steps"):
+            if all(key in r.meta for r in results):
+                meta[key] = sum(r.meta[key] for r in results)
+        return cls(first.times, first.E, sums, first.layout, counts, sc, meta)
 
     def save(self, path):
         """Write this result to an HDF5 file (see :mod:`packets.io`); returns the path."""

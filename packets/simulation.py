@@ -12,6 +12,7 @@ import dataclasses
 import math
 import os
 import time
+import warnings
 
 import numba
 import numpy as np
@@ -32,6 +33,7 @@ from .variant import Variant
 
 DYNAMICS = ("coherent", "adiabatic")
 INTEGRATORS = ("rk4", "adaptive")
+ON_FLAG = ("warn", "raise", "ignore")
 BACKENDS = ("cpu", "cuda", "auto")
 
 _KERNEL_CACHE = {}
@@ -123,13 +125,26 @@ class Simulation:
         Seed of the event random streams (default: the ensemble's seed).  The
         Philox key is derived from it through its own SeedSequence spawn key, so
         it is independent of the stream that sampled the ensemble.
+    on_flag : {"warn", "raise", "ignore"}
+        What :meth:`run` does when packets are flagged (a non-finite state, a
+        majorant violated, a channel error, ...; :mod:`packets.status`):
+        "warn" (default) emits one :class:`packets.status.FlaggedPacketsWarning`
+        per run naming the count, the reasons, what flagged them (the dynamics
+        or which channel) and the fraction of the ensemble weight lost;
+        "raise" stops with :class:`packets.status.FlaggedPacketsError` after the
+        first record interval that flagged any (everything recorded so far is
+        kept: ``result()``, ``checkpoint()`` and ``run()`` still work).
+        ``Result.flags`` counts them by reason and source in any case.
     """
 
     def __init__(self, model, ensemble, field=None, dynamics="coherent", channels=(), observables=(), dt=0.05,
                  integrator="rk4", tol=1e-9, backend="cpu", nbatch=32, shard=4096, orbital_moment=True,
-                 progress=None, check_dt=True, seed=None, manifold=None):
+                 progress=None, check_dt=True, seed=None, manifold=None, on_flag="warn"):
         if dynamics not in DYNAMICS:
             raise ValueError(f"unknown dynamics {dynamics!r}; choose one of {DYNAMICS}")
+        if on_flag not in ON_FLAG:
+            raise ValueError(f"unknown on_flag {on_flag!r}; choose one of {ON_FLAG}")
+        self.on_flag = on_flag
         if integrator not in INTEGRATORS:
             raise ValueError(f"unknown integrator {integrator!r}; choose one of {INTEGRATORS}")
         if backend not in BACKENDS:
@@ -200,7 +215,7 @@ class Simulation:
         bad = ~(np.all(np.isfinite(self.x), axis=1) & np.all(np.isfinite(self.k), axis=1)
                 & np.all(np.isfinite(self.chi), axis=1) & np.isfinite(self.weight))
         if np.any(bad):
-            self.status[bad & (self.status == st.OK)] = st.NAN
+            self.status[bad & (self.status == st.OK)] = st.NAN + st.INITIAL * st.SOURCE_STRIDE
         if self.manifold is not None:
             from .manifold import manifold_leakage
 
@@ -464,6 +479,7 @@ class Simulation:
         self._plan = {"t_end": t_end, "record_every": record_every, "checkpoint": checkpoint,
                       "checkpoint_every": int(checkpoint_every)}
         wall0 = time.time()
+        ok_before = self.status == st.OK
         if not self._records:
             self._interval(0)
         bar = None
@@ -480,11 +496,73 @@ class Simulation:
                 bar.update(1)
             if checkpoint is not None and ((i + 1) % int(checkpoint_every) == 0 or i == nrec - 1):
                 self.checkpoint(checkpoint)
+            if self.on_flag == "raise":
+                self._sync()
+                if np.any(ok_before & (self.status != st.OK)):
+                    if bar is not None:
+                        bar.close()
+                    self.wall_time = time.time() - wall0
+                    raise st.FlaggedPacketsError(self._flag_report(ok_before, self.status, self.weight))
         if bar is not None:
             bar.close()
         self._sync()
         self.wall_time = time.time() - wall0
+        self._report_flags(ok_before, self.status, self.weight)
         return self.result()
+
+    def _source_name(self, src):
+        if src == st.DYNAMICS:
+            return "dynamics"
+        if src == st.INITIAL:
+            return "initial state"
+        c = src - 1
+        return f"channel {self.channel_names[c]!r}" if 0 <= c < len(self.channel_names) else f"source {src}"
+
+    def _flag_counts(self, status):
+        """{reason name: {source name: count}} of the flagged packets in ``status``."""
+        out = {}
+        bad = status[status != st.OK]
+        codes, num = np.unique(bad, return_counts=True)
+        for c, m in zip(codes, num):
+            r = st.NAMES.get(int(st.reason(c)), str(int(st.reason(c))))
+            src = self._source_name(int(st.source(c)))
+            out.setdefault(r, {})[src] = out.get(r, {}).get(src, 0) + int(m)
+        return out
+
+    def _flag_report(self, ok_before, status, weight):
+        """The message of :class:`packets.status.FlaggedPacketsWarning` for packets flagged since ``ok_before``."""
+        new = ok_before & (status != st.OK)
+        n_new = int(new.sum())
+        parts = []
+        for c in np.unique(status[new]):
+            m = int(np.sum(status[new] == c))
+            r, src = int(st.reason(c)), int(st.source(c))
+            txt = f"{m} {st.NAMES.get(r, str(r))} ({self._source_name(src)})"
+            ch = src - 1
+            if r == st.MAJORANT and src != st.INITIAL and 0 <= ch < len(self.channels):
+                g = float(self.gmax[ch])
+                txt += (f": an event rate above the majorant {g:.6g} of {type(self.channels[ch]).__name__}; "
+                        "pass a larger majorant= (a bound above every rate the packets meet: a larger one costs "
+                        "only null collisions, never accuracy)")
+            parts.append(txt)
+        if weight is not None:
+            w = np.abs(weight)
+            tot = w.sum()
+            lost = f"{w[new].sum() / tot:.3g}" if tot > 0 else "nan"
+            lost = f", {lost} of the ensemble weight"
+        else:
+            lost = ""
+        return (f"{n_new} of {status.size} packets were flagged in this run and are no longer tallied{lost}: "
+                + "; ".join(parts) + ". Simulation.flagged lists them and Result.flags counts them; "
+                "Simulation(..., on_flag='raise') stops at the first record interval that flags any.")
+
+    def _report_flags(self, ok_before, status, weight):
+        if self.on_flag == "ignore" or not np.any(ok_before & (status != st.OK)):
+            return
+        msg = self._flag_report(ok_before, status, weight)
+        if self.on_flag == "raise":
+            raise st.FlaggedPacketsError(msg)
+        warnings.warn(msg, st.FlaggedPacketsWarning, stacklevel=3)
 
     def _sync(self):
         """Bring the device-resident state back to the host arrays (CUDA backend)."""
@@ -498,11 +576,12 @@ class Simulation:
         counts = np.stack([r[2] for r in self._records])
         E = np.stack([r[3] for r in self._records])
         status = self._task_status if self.source is not None and self._task_status is not None else self.status
-        codes, num = np.unique(status, return_counts=True)
+        codes, num = np.unique(st.reason(status), return_counts=True)
         status_counts = {st.NAMES.get(int(c), str(int(c))): int(m) for c, m in zip(codes, num)}
         n_packets = self.source.n if self.source is not None else int(self.x.shape[0])
-        import packets
         from .io import git_revision
+        from .plugins import describe
+        from .result import pid_ranges
         meta = {"started": self.started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "git_revision": git_revision(), "ensemble": self._ensemble_info,"model": self.model.describe(), "field": self.field.describe(), "dynamics": self.dynamics,
                 "integrator": self.integrator, "manifold": self.manifold, "dt": self.dt, "tol": self.tol, "backend": self.backend,
@@ -510,7 +589,11 @@ class Simulation:
                 "seed": self.seed, "packet_steps": self.packet_steps, "nbatch": self.nbatch, "shard": self.shard,
                 "versions": _versions(),
                 "observables": list(self.layout),
-                "channels": self.channel_names, "majorants": self.gmax.tolist() if self.nev else []}
+                "channels": self.channel_names, "majorants": self.gmax.tolist() if self.nev else [],
+                "channel_params": [describe(ch) for ch in self.channels],
+                "observable_params": [describe(ob) for ob in self.observables],
+                "orbital_moment": self.orbital_moment, "flags": self._flag_counts(status),
+                "pid_ranges": pid_ranges(np.arange(self.source.n) if self.source is not None else self.pid)}
         return Result(times, E, sums, self.layout, counts, status_counts, meta)
 
     def _run_sharded(self, t_end, record_every, client, workers, task_size):
@@ -536,9 +619,11 @@ class Simulation:
         self.packet_steps += steps
         self.t = t_end
         codes = np.concatenate([r["status"] for r in task_results])
+        ok_before = self.status == st.OK if keep else np.ones(codes.size, bool)
         self._task_status = codes
         if keep:
             self.packets = PacketState.concatenate(states)
+        self._report_flags(ok_before, codes, self.weight if keep else None)
         return self.result()
 
     # ------------------------------------------------------------------
@@ -555,7 +640,8 @@ class Simulation:
         return self.packets
 
     @classmethod
-    def from_state(cls, spec, state, t=0.0, packet_steps=0, progress=None, ensemble_info=None, **override):
+    def from_state(cls, spec, state, t=0.0, packet_steps=0, progress=None, ensemble_info=None, on_flag="warn",
+                   **override):
         """Rebuild a Simulation from its :attr:`spec` and a packet :attr:`state`.
 
         The one path by which a saved or shipped simulation comes back:
@@ -582,7 +668,8 @@ class Simulation:
         info = ensemble_info or {}
         ens = SimpleNamespace(**{n: getattr(state, n) for n in ENSEMBLE_COMPONENTS}, seed=spec.seed,
                               kind=info.get("kind"), info=info.get("info"))
-        sim = cls(model, ens, field=spec.field, progress=progress, check_dt=False, **spec.constructor_kwargs())
+        sim = cls(model, ens, field=spec.field, progress=progress, check_dt=False, on_flag=on_flag,
+                  **spec.constructor_kwargs())
         if continues_events:
             sim.clock[:] = state.clock
             sim.ev[:] = state.ev
@@ -611,7 +698,7 @@ class Simulation:
         return write_checkpoint(path, arrays, self.spec, scalars)
 
     @classmethod
-    def resume(cls, path, progress=None):
+    def resume(cls, path, progress=None, on_flag="warn"):
         """Rebuild a Simulation from a checkpoint written by :meth:`checkpoint`.
 
         The packet state, time, records and random streams are restored, so
@@ -624,7 +711,7 @@ class Simulation:
         n = arrays["x"].shape[0]
         state = {name: arrays[name] for name in STATE_NAMES if name in arrays}
         sim = cls.from_state(spec, state, t=scalars["t"], packet_steps=scalars["packet_steps"],
-                             progress=progress, ensemble_info=scalars.get("ensemble"))
+                             progress=progress, ensemble_info=scalars.get("ensemble"), on_flag=on_flag)
         sim.started = scalars.get("started", sim.started)
         sim._plan = scalars.get("plan")
         if "rec_times" in arrays:

@@ -28,7 +28,7 @@ from scipy import integrate, special, stats
 from kinetic.closed_form import dirac_born_rate
 from kinetic.master_equation import lindblad_evolve
 from observables import BandPopulation, Current, DensityMatrix, Energy
-from packets import Ensemble, Field, Simulation, models
+from packets import Ensemble, FlaggedPacketsError, FlaggedPacketsWarning, Field, Simulation, models
 from packets import status as st
 from packets.eom import make_scratch_allocator
 from packets.plugins import BuildContext
@@ -367,15 +367,36 @@ def test_broken_user_channel_flags_packets():
     ens, _ = shell(model, 0.5, n, 0, seed=8)
     bad = UserChannel(phonon_channel.phonon_rate, phonon_channel.phonon_apply, majorant=2.0,
                       params=[-1.0, 0.5, 0.5, 0.5], name="phonon")
-    sim = Simulation(model, ens, dynamics="adiabatic",
-                     channels=[ElasticScattering(GaussianDisorder(0.01, 0.0), majorant=0.02, n_scan=16), bad],
-                     observables=obs(), dt=1.0, progress=False)
-    res = sim.run(t_end=10.0, record_every=5.0)
+    def make(channel, elastic_majorant=0.02, **kw):
+        elastic = ElasticScattering(GaussianDisorder(0.01, 0.0), majorant=elastic_majorant, n_scan=16)
+        return Simulation(model, ens, dynamics="adiabatic", channels=[elastic, channel], observables=obs(), dt=1.0,
+                          progress=False, **kw)
+
+    sim = make(bad)
+    with pytest.warns(FlaggedPacketsWarning, match=r"of 64 packets were flagged.*nan \(channel 'phonon'\)") as rec:
+        res = sim.run(t_end=10.0, record_every=5.0)
     nan_k = ~np.all(np.isfinite(sim.k), axis=1)
-    flagged = sim.status == st.NAN
+    flagged = st.reason(sim.status) == st.NAN
     assert nan_k.sum() > n // 2
     assert np.array_equal(nan_k, flagged)
+    assert np.all(st.source(sim.status[flagged]) == 2)  # channel 1 (phonon), not the end-of-interval check
     assert res.status_counts.get("nan", 0) == flagged.sum()
+    assert res.flags == {"nan": {"channel 'phonon'": int(flagged.sum())}}
+    lost = sim.weight[flagged].sum() / sim.weight.sum()
+    assert len(rec) == 1 and f"{lost:.3g} of the ensemble weight" in str(rec[0].message)
+    # on_flag="raise": stops after the first record interval that flagged any, keeping what was recorded
+    stop = make(bad, on_flag="raise")
+    with pytest.raises(FlaggedPacketsError, match="channel 'phonon'"):
+        stop.run(t_end=10.0, record_every=5.0)
+    assert stop.t == 5.0 and list(stop.result().times) == [0.0, 5.0]
+    # a majorant below the rate: flagged by that channel, and the message says what to pass
+    # (the elastic channel is picked for 1e-3 / 2.001 of the tentative events: about 50 of them here)
+    good = UserChannel(phonon_channel.phonon_rate, phonon_channel.phonon_apply, majorant=2.0,
+                       params=[1.0, 0.5, 0.5, 0.5], name="phonon")
+    with pytest.warns(FlaggedPacketsWarning, match=r"majorant_violated \(channel 'elastic'\): an event rate above "
+                                                   r"the majorant 0\.001 of ElasticScattering; pass a larger majorant="):
+        r_low = make(good, elastic_majorant=1e-3).run(t_end=800.0, record_every=800.0)
+    assert list(r_low.flags) == ["majorant_violated"] and list(r_low.flags["majorant_violated"]) == ["channel 'elastic'"]
     assert sum(res.status_counts.values()) == n
     assert res.counts[-1].sum() == n - flagged.sum()            # tallies exclude flagged packets
     assert np.all(np.isfinite(res["energy"].mean))

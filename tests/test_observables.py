@@ -223,6 +223,45 @@ def test_merging_results_of_disjoint_packet_sets():
         r1 + r3
     with pytest.raises(TypeError):
         r1 + 3
+    # packets counted twice: a half and the whole, or a second, independently sampled ensemble (its
+    # ids also run from 0, and the sum of the two runs would double every density)
+    with pytest.raises(ValueError, match=r"share packet ids \(1\.\.1\)"):
+        r2 + full
+    again = make_sim(MODEL, _ensemble("coherent", n=80, seed=22), field, "coherent", dt=0.05,
+                     nbatch=NBATCH).run(1.0, record_every=0.5)
+    with pytest.raises(ValueError, match="share packet ids.*Result.replicas"):
+        full + again
+    # disjoint ids but another run (a different time step): refused, naming what differs
+    r_dt = make_sim(MODEL, ens.subset(odd), field, "coherent", dt=0.025, nbatch=NBATCH).run(1.0, record_every=0.5)
+    with pytest.raises(ValueError, match=r"differ in \['dt'\]"):
+        r1 + r_dt
+    assert merged.meta["pid_ranges"] == [[0, 79]] and r1.meta["pid_ranges"][:2] == [[0, 0], [2, 2]]
+
+
+def test_replicas_average_independent_runs_with_batch_means_errors():
+    """Result.replicas: the average of independent runs, with the batch-means error of that average."""
+    field = _field()
+    runs = [make_sim(MODEL, _ensemble("coherent", n=80, seed=30 + r), field, "coherent", dt=0.05, nbatch=NBATCH,
+                     seed=100 + r).run(1.0, record_every=0.5) for r in range(3)]
+    comb = Result.replicas(runs)
+    R = len(runs)
+    assert comb.nbatch == R * NBATCH and comb.meta["replicas"] == R
+    for name in comb.names:
+        # numpy: the average of the replicas' totals; the batch-means error over the R*B batches S_rb / R
+        S = np.concatenate([r[name].sums for r in runs], axis=1) / R       # (nt, R B, ncomp)
+        mean = np.mean([r[name].mean for r in runs], axis=0)
+        nb = S.shape[1]
+        se = np.sqrt(nb / (nb - 1) * np.sum((S - S.sum(1, keepdims=True) / nb) ** 2, axis=1))
+        np.testing.assert_allclose(comb[name].mean, mean, rtol=1e-12, atol=1e-15, err_msg=name)
+        np.testing.assert_allclose(comb[name].stderr, se.reshape(comb[name].stderr.shape), rtol=1e-12,
+                                   atol=1e-15, err_msg=name)
+    # the same run twice is not two replicas; a run of another simulation is none
+    with pytest.raises(ValueError, match="same run"):
+        Result.replicas([runs[0], runs[1], runs[0]])
+    other = make_sim(MODEL, _ensemble("coherent", n=80, seed=40), field, "coherent", dt=0.025, nbatch=NBATCH,
+                     seed=200).run(1.0, record_every=0.5)
+    with pytest.raises(ValueError, match=r"differs in \['dt'\]"):
+        Result.replicas([runs[0], other])
 
 
 def test_merging_at_shard_boundaries_is_exact():
