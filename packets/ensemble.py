@@ -62,7 +62,7 @@ def _status_codes():
     except ImportError:  # pragma: no cover - the registry module is part of the package
         return {"OK": 0}
     codes = {name: int(v) for name, v in vars(_status).items()
-             if name.isupper() and isinstance(v, int) and not isinstance(v, bool)}
+             if name.isupper() and isinstance(v, int) and not isinstance(v, bool) and not name.startswith("SOURCE_")}
     codes.setdefault("OK", 0)
     return codes
 

@@ -215,7 +215,7 @@ class Simulation:
         bad = ~(np.all(np.isfinite(self.x), axis=1) & np.all(np.isfinite(self.k), axis=1)
                 & np.all(np.isfinite(self.chi), axis=1) & np.isfinite(self.weight))
         if np.any(bad):
-            self.status[bad & (self.status == st.OK)] = st.NAN + st.INITIAL * st.SOURCE_STRIDE
+            self.status[bad & (self.status == st.OK)] = st.NAN + st.SOURCE_INITIAL * st.SOURCE_STRIDE
         if self.manifold is not None:
             from .manifold import manifold_leakage
 
@@ -511,9 +511,9 @@ class Simulation:
         return self.result()
 
     def _source_name(self, src):
-        if src == st.DYNAMICS:
+        if src == st.SOURCE_DYNAMICS:
             return "dynamics"
-        if src == st.INITIAL:
+        if src == st.SOURCE_INITIAL:
             return "initial state"
         c = src - 1
         return f"channel {self.channel_names[c]!r}" if 0 <= c < len(self.channel_names) else f"source {src}"
@@ -539,7 +539,7 @@ class Simulation:
             r, src = int(st.reason(c)), int(st.source(c))
             txt = f"{m} {st.NAMES.get(r, str(r))} ({self._source_name(src)})"
             ch = src - 1
-            if r == st.MAJORANT and src != st.INITIAL and 0 <= ch < len(self.channels):
+            if r == st.MAJORANT and src != st.SOURCE_INITIAL and 0 <= ch < len(self.channels):
                 g = float(self.gmax[ch])
                 txt += (f": an event rate above the majorant {g:.6g} of {type(self.channels[ch]).__name__}; "
                         "pass a larger majorant= (a bound above every rate the packets meet: a larger one costs "

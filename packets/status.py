@@ -6,10 +6,11 @@ silently.
 
 A status value carries two things: ``reason(code)`` (its low byte, one of the
 codes below) and ``source(code)`` (``code // SOURCE_STRIDE``), what flagged
-the packet: ``DYNAMICS`` (0: the equations of motion and the checks at the
-end of every record interval), ``c + 1`` for event channel c (an error it
-returned, or a non-finite state it left), or ``INITIAL`` (rejected in the
-initial state).  A plain reason is thus a packet flagged by the dynamics.
+the packet: ``SOURCE_DYNAMICS`` (0: the equations of motion and the checks
+at the end of every record interval), ``c + 1`` for event channel c (an
+error it returned, or a non-finite state it left), or ``SOURCE_INITIAL``
+(rejected in the initial state).  The ``SOURCE_*`` constants are not status
+codes (``packets.ensemble.STATUS`` lists the reasons only).  A plain reason is thus a packet flagged by the dynamics.
 """
 OK = 0
 #: a coordinate, momentum or amplitude became NaN or infinite
@@ -30,8 +31,8 @@ LEAKAGE = 7
 #: the source part of a status value: status = reason + SOURCE_STRIDE * source
 SOURCE_STRIDE = 256
 #: sources: the dynamics (0), channel c (c + 1), the initial state
-DYNAMICS = 0
-INITIAL = 255
+SOURCE_DYNAMICS = 0
+SOURCE_INITIAL = 255
 
 NAMES = {OK: "ok", NAN: "nan", NORM_DRIFT: "norm_drift", SINGULAR: "singular_omega",
          MAJORANT: "majorant_violated", CHANNEL: "channel_error", OUT_OF_WINDOW: "out_of_window",
@@ -44,7 +45,7 @@ def reason(code):
 
 
 def source(code):
-    """The source part of a status value (or array): DYNAMICS, channel index + 1, or INITIAL."""
+    """The source part of a status value (or array): SOURCE_DYNAMICS, channel index + 1, or SOURCE_INITIAL."""
     return code // SOURCE_STRIDE
 
 

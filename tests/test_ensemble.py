@@ -356,7 +356,8 @@ def test_status_enum_mirrors_registry():
     from packets import status
 
     assert STATUS.OK == status.OK == STATUS_OK == 0
-    codes = {n: v for n, v in vars(status).items() if n.isupper() and isinstance(v, int)}
+    codes = {n: v for n, v in vars(status).items() if n.isupper() and isinstance(v, int) and not n.startswith("SOURCE_")}
+    assert set(codes.values()) == set(status.NAMES)  # the reasons, every one named
     assert {m.name: int(m) for m in STATUS} == codes
 
 

@@ -175,9 +175,11 @@ def test_save_load_round_trip_exact(base, tmp_path):
     for name in res.names:  # derived series agree exactly (same sums, same arithmetic)
         assert np.array_equal(loaded[name].mean, res[name].mean)
         assert np.array_equal(loaded[name].stderr, res[name].stderr)
-    # the check can fail: another run's result is not "equal"
-    other = res + res
+    # the check can fail: another result is not "equal"
+    other = Result(res.times, res.E, 2 * res._sums, res.layout, res.counts, res.status_counts, res.meta)
     assert not res.equals(other)
+    with pytest.raises(ValueError, match="share packet ids"):
+        res + res  # a run added to itself would count every packet twice
     # every dataset is compressed (gzip + shuffle) and the stored series are the result's
     with h5py.File(path, "r") as f:
         dsets = []
