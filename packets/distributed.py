@@ -216,6 +216,20 @@ def run_task(spec, state, t0, records_before, plan, want_state=True):
     return out
 
 
+#: the default number of tasks a run is cut into (fewer for small runs): a constant, so that the
+#: default task size, like the results, does not depend on the number of workers
+DEFAULT_TASKS = 16
+
+
+def default_task_size(n, shard):
+    """The largest power-of-two multiple of ``shard`` that cuts ``n`` packets into at least
+    :data:`DEFAULT_TASKS` tasks (``shard`` itself for small runs); independent of the workers."""
+    q = 1
+    while shard * q * 2 <= max(shard, n // DEFAULT_TASKS):
+        q *= 2
+    return shard * q
+
+
 def _task_ranges(n, task_size):
     return [(lo, min(n, lo + task_size)) for lo in range(0, n, task_size)]
 
@@ -240,11 +254,7 @@ def run_sharded(sim, t_end, record_every, client=None, workers=None, task_size=N
 
     n = source.n if source is not None else sim.x.shape[0]
     if task_size is None:
-        ntask_target = 4 * (workers or 1)
-        q = 1
-        while sim.shard * q * 2 <= max(sim.shard, n // ntask_target):
-            q *= 2
-        task_size = sim.shard * q
+        task_size = default_task_size(n, sim.shard)
     check_task_size(task_size, sim.shard)
     if source is None and not np.array_equal(sim.pid, np.arange(sim.pid[0], sim.pid[0] + n)):
         raise ValueError("sharded runs need contiguous packet ids (as built by the Ensemble constructors)")

@@ -296,7 +296,7 @@ class Simulation:
             okeys.append((plugin_key(o, kern), nc, tuple(shape)))
             offsets.append(off)
             off += nc
-        applies, clens, pcs, gmax, ckeys = [], [], [], [], []
+        applies, clens, pcs, gmax, ckeys, resolved = [], [], [], [], [], []
         names = set(layout)
         for ch in self.channels:
             spec = ch.build(ctx)
@@ -317,6 +317,13 @@ class Simulation:
             pcs.append(pc)
             gmax.append(g)
             ckeys.append((plugin_key(ch, spec["apply"]), pc.size))
+            # a majorant estimated from this ensemble is fixed in the spec, so that every rebuild of
+            # this run (resume, stream and Dask tasks) uses it instead of estimating again from the
+            # packets it holds: the event streams, and so the results, do not depend on the split
+            fix = getattr(ch, "with_majorant", None)
+            resolved.append(fix(g) if callable(fix) else ch)
+        if any(r is not c for r, c in zip(resolved, self.channels)):
+            self.spec = self.spec.replace(channels=tuple(resolved))
         nchan = len(applies)
         self.channel_names = [getattr(ch, "name", type(ch).__name__) for ch in self.channels]
         self.nev = 2 * nchan + 1 if nchan else 0

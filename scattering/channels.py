@@ -88,6 +88,7 @@ UserChannel
     the null-collision acceptance and flags NaN / negative rates and majorant
     violations.
 """
+import copy
 import math
 
 import numba
@@ -195,7 +196,9 @@ class ElasticScattering:
     majorant : float, optional
         Null-collision bound on the out-scattering rate; default: estimated
         by :func:`scattering.born.majorant` over the ensemble's states times
-        ``safety``.  Violations during the run flag the packet
+        ``safety``, once, when the Simulation is built; the value is then kept
+        in its spec (:meth:`with_majorant`), so that resume, streaming and Dask
+        tasks use it and give the in-memory run's results bit for bit.  Violations during the run flag the packet
         (status ``majorant_violated``) and are counted — never silently taken.
     safety : float
         Factor on the estimated majorant (default 2: fields move k).
@@ -228,9 +231,23 @@ class ElasticScattering:
         self.coherence_window = float(coherence_window)
         self.center = center
         self.r_max = r_max
+        self._majorant_fixed = None
 
     def cache_key(self):
         return ("elastic", self.disorder.spectrum, self.side_jump)
+
+    def with_majorant(self, g):
+        """This channel with the majorant its run estimated fixed (itself when ``majorant=`` was given).
+
+        ``packets.Simulation`` stores the copy in its spec, so that a resumed run, a streamed run
+        and every Dask task use the majorant of the whole run, not one estimated again from the
+        packets they hold.  ``majorant_value`` stays the user's setting (None: estimated).
+        """
+        if self.majorant_value is not None or self._majorant_fixed == g:
+            return self
+        fixed = copy.copy(self)
+        fixed._majorant_fixed = float(g)
+        return fixed
 
     def estimate_majorant(self, ctx):
         idx = _states_sample(ctx, 64)
@@ -256,11 +273,15 @@ class ElasticScattering:
             raise ValueError("ElasticScattering with a magnetic field is not supported (Landau-level physics)")
         sampler = born.make_born_sampler(model.h, model.dhdk, self.disorder.spectrum)
         geo = born.ray_geometry(model, center=self.center, r_max=self.r_max)
-        gmax = self.majorant_value if self.majorant_value is not None else self.estimate_majorant(ctx)
+        if self.majorant_value is not None:
+            gmax = self.majorant_value
+        elif getattr(self, "_majorant_fixed", None) is not None:
+            gmax = self._majorant_fixed  # estimated once for the whole run (with_majorant)
+        else:
+            gmax = self.estimate_majorant(ctx)
         if not (np.isfinite(gmax) and gmax > 0):
             raise ValueError(f"the estimated scattering majorant {gmax!r} is not a positive finite rate; "
                              "give majorant= explicitly")
-        self.majorant_used = float(gmax)
         pdis = self.disorder.params
         ndis = pdis.size
         params = np.concatenate([pdis, geo, [self.n_scan, gmax, self.coherence_window]])

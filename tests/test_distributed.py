@@ -6,8 +6,9 @@ What is verified, and against what:
   LocalCluster of 2 processes — is bit-identical to the undivided in-memory run (per-batch
   sums, counts, record times, final packet state, packet-steps), for any task size, for
   1 or 2 workers, and when a worker process is SIGKILLed while it runs a task (Dask re-runs
-  the lost task; the scheduler's transition log proves it ran twice).  A dephasing channel
-  is included so that per-packet random clocks and event counters are part of the state.
+  the lost task; the scheduler's transition log proves it ran twice).  Born scattering with side
+  jump and its default, estimated majorant is included, so that per-packet random clocks and
+  event counters are part of the state and the majorant must be the run's, not a task's.
 * ``EnsembleSource`` gives the same result for any task size, any pid range of it is
   reproducible on its own, and its band densities agree with the closed-form Fermi-sea
   integral n_b = int_0^kw dk k/(2 pi) f(eps_b(k)) (and so with ``Ensemble.fermi_sea``,
@@ -33,7 +34,7 @@ from observables import BandPopulation, Current
 from packets import Ensemble, Field, Simulation
 from packets.ensemble import fermi
 from packets.models import MassiveDirac
-from scattering.channels import Dephasing
+from scattering import ElasticScattering, WhiteNoiseDisorder
 
 from identity import assert_same_run, assert_same_state
 
@@ -52,8 +53,11 @@ def ensemble(n=N, seed=SEED):
     return Ensemble.fermi_sea(model(), MU, TEMP, n, seed=seed, k_window=KWIN)
 
 
-def make_sim(ens, **kw):
-    return Simulation(model(), ens, field=Field(E=(0.05, 0.0)), dynamics="coherent", channels=[Dephasing(0.5)],
+def make_sim(ens, channels=None, **kw):
+    # Born scattering with side jump and the default, estimated majorant: it is estimated once for
+    # the run and kept in the spec the tasks get, so every split gives the in-memory run's events
+    channels = [ElasticScattering(WhiteNoiseDisorder(0.5), side_jump=True)] if channels is None else channels
+    return Simulation(model(), ens, field=Field(E=(0.05, 0.0)), dynamics="coherent", channels=channels,
                       observables=[Current(), BandPopulation()], dt=DT, shard=SHARD, progress=False, **kw)
 
 
@@ -150,10 +154,11 @@ def test_continue_in_memory_run_with_stream(ref):
 
 def test_aligned_half_streamed_merges_exactly(ref):
     """Upper half of the pids streamed (tasks start at a global task index > 0) + lower half in memory."""
-    _, ref_res = ref
+    ref_sim, ref_res = ref
     ens = ensemble()
-    r1 = make_sim(ens.subset(slice(0, N // 2))).run(T_END, REC)
-    r2 = make_sim(ens.subset(slice(N // 2, N))).run(T_END, REC, stream=True, task_size=SHARD)
+    chans = list(ref_sim.spec.channels)  # the halves are parts of the reference run: its majorant
+    r1 = make_sim(ens.subset(slice(0, N // 2)), chans).run(T_END, REC)
+    r2 = make_sim(ens.subset(slice(N // 2, N)), chans).run(T_END, REC, stream=True, task_size=SHARD)
     merged = r1 + r2
     assert np.array_equal(merged._sums, ref_res._sums)
     assert np.array_equal(merged.counts, ref_res.counts)
@@ -225,7 +230,7 @@ def test_source_task_sizes_identical(ref):
         sim = make_sim(source())
         r[ts] = sim.run(2 * REC, REC, stream=True, task_size=ts)
     assert_same_run(r[SHARD], r[4 * SHARD])
-    assert r[SHARD]["events"].mean[-1][0] > 0  # dephasing events were accepted (weighted count)
+    assert r[SHARD]["events"].mean[-1][0] > 0  # scattering events were accepted (weighted count)
     # without stream=True a source-built Simulation is still run task by task
     again = make_sim(source()).run(2 * REC, REC, task_size=2 * SHARD)
     assert_same_run(again, r[SHARD])

@@ -11,8 +11,8 @@ What is verified, and against what:
   aligned half exactly the corresponding subtree.  Same for 1 vs 2 numba threads.
 * Crash safety: a run in a subprocess is SIGKILLed mid-run; ``Simulation.resume`` of its
   last checkpoint finishes with results, times and final state bit-identical to an
-  uninterrupted run (a dephasing channel is included so that the restored random
-  clocks and event counters matter).
+  uninterrupted run (Born scattering with side jump and its default, estimated majorant is
+  included, so that the restored random clocks, event counters and the run's majorant matter).
 * Damaged checkpoints (flipped byte, valid-but-altered data, truncation, wrong format,
   missing file) raise :class:`packets.io.CheckpointError`, never resume silently.
 * Bad input is refused before any kernel launch: unwritable/nonexistent output paths,
@@ -43,7 +43,7 @@ import packets.io as pio
 from observables import BandPopulation, Current
 from packets import Ensemble, Field, Result, Simulation
 from packets.models import MassiveDirac
-from scattering.channels import Dephasing
+from scattering import ElasticScattering, WhiteNoiseDisorder
 
 from identity import STATE, assert_same_run, assert_same_state
 from kernels import recompiled_physics_kernels
@@ -70,7 +70,10 @@ def ensemble(n=N, seed=SEED):
 
 
 def make_parts():
-    return {"model": model(), "field": Field(E=(0.05, 0.0)), "channels": [Dephasing(0.5)],
+    # Born scattering with side jump and the default, estimated majorant: the estimate is made once,
+    # kept in the spec and checkpoint, and reused on resume (else the resumed events would differ)
+    return {"model": model(), "field": Field(E=(0.05, 0.0)),
+            "channels": [ElasticScattering(WhiteNoiseDisorder(0.5), side_jump=True)],
             "observables": [Current(), BandPopulation()]}
 
 
@@ -234,8 +237,14 @@ def test_half_runs_merge_exactly(base):
     sim, full = base
     ens = ensemble()
     half = N // 2  # 4 shards of 512: a power-of-two multiple of the shard, aligned to itself
-    r1 = make_sim(ens.subset(slice(0, half))).run(T_END, REC)
-    r2 = make_sim(ens.subset(slice(half, N))).run(T_END, REC)
+    # the halves are parts of the full run: they take its spec's channels, which carry the majorant
+    # estimated for the whole ensemble (a half estimating its own would draw other events)
+    parts = dict(make_parts(), channels=list(sim.spec.channels))
+    assert parts["channels"][0].majorant_value is None  # the user's setting: estimated
+    assert parts["channels"][0]._majorant_fixed == full.meta["majorants"][0]
+    r1 = make_sim(ens.subset(slice(0, half)), parts).run(T_END, REC)
+    r2 = make_sim(ens.subset(slice(half, N)), parts).run(T_END, REC)
+    assert r1.meta["majorants"] == r2.meta["majorants"] == full.meta["majorants"]
     merged = r1 + r2
     assert np.array_equal(merged._sums, full._sums)
     assert np.array_equal(merged.counts, full.counts)
@@ -247,7 +256,7 @@ def test_half_runs_merge_exactly(base):
     # the halves are genuinely different partial sums (neither alone is the total)
     assert not np.array_equal(r1._sums, full._sums) and not np.array_equal(r2._sums, full._sums)
     # results with other record times cannot be merged
-    r4 = make_sim(ens.subset(slice(half, N))).run(T_END, 2 * DT)
+    r4 = make_sim(ens.subset(slice(half, N)), parts).run(T_END, 2 * DT)
     with pytest.raises(ValueError):
         r1 + r4
 
@@ -363,7 +372,7 @@ def test_sigkill_mid_run_then_resume_is_bit_identical(killer, base):
     res = sim.run()
     assert_same_run(res, ref)
     assert_same_state(sim, ref_sim)
-    assert np.sum(ref_sim.ev) > 0  # dephasing events happened, so the restored clocks mattered
+    assert np.sum(ref_sim.ev) > 0  # scattering events happened, so the restored clocks mattered
     assert res.meta["seed"] == ref.meta["seed"] == SEED_KILL
     # the resumed run kept writing its checkpoint: the last one is at t_end
     t_last = pio.read_checkpoint(killer["ckpt"])[2]["t"]
