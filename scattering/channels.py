@@ -810,23 +810,46 @@ class UserChannel:
     def cache_key(self):
         return ("user", self.rate, self.apply, self.params.size)
 
+    def _call_alone(self, what, fn, args):
+        """Call the user's ``fn`` on its own (numba compiles just it): a short error naming it, not the
+        composed kernel's typing errors."""
+        try:
+            return fn(*args)
+        except Exception as exc:  # numba typing errors: their first line names the mismatch
+            first = str(exc).strip().splitlines()
+            first = next((ln for ln in first if ln.strip()), type(exc).__name__)[:300]
+            types = ", ".join(type(a).__name__ if not isinstance(a, np.ndarray) else f"{a.dtype}[{a.size}]"
+                              for a in args)
+            raise TypeError(f"UserChannel {self.name!r}: {what} failed when called on its own with ({types}): "
+                            f"{first}") from None
+
     def build(self, ctx):
         idx = _states_sample(ctx)
+        nb = ctx.model.nbands
         for i in idx:
-            try:
-                g = self.rate(0.0, ctx.x[i], ctx.k[i], ctx.chi[i], int(ctx.band[i]), self.params)
-            except Exception as exc:  # numba typing errors etc.
-                raise TypeError(f"UserChannel {self.name!r}: rate(t, x, k, chi, band, p) failed: {exc}") from exc
+            g = self._call_alone("rate(t, x, k, chi, band, p)", self.rate,
+                                 (0.0, ctx.x[i], ctx.k[i], ctx.chi[i], int(ctx.band[i]), self.params))
+            if isinstance(g, (bool, np.bool_)) or not isinstance(g, (float, int, np.floating, np.integer)):
+                raise TypeError(f"UserChannel {self.name!r}: rate returned {g!r} ({type(g).__name__}); it must "
+                                "return the rate as a float (1/time)")
             if not np.isfinite(g) or g < 0:
                 raise ValueError(f"UserChannel {self.name!r}: rate returned {g!r} at packet {i}; it must be finite "
                                  "and >= 0")
             if g > self.majorant * (1.0 + 1e-12):  # same round-off allowance as the kernel check
                 raise ValueError(f"UserChannel {self.name!r}: rate {g:g} exceeds the majorant {self.majorant:g} at "
                                  f"packet {i}; raise the majorant")
+        if idx.size:
+            # apply on a copy of one packet (it changes x, k, chi in place): it must return a band index
+            i = idx[0]
+            nbnew = self._call_alone("apply(t, x, k, chi, band, p, u1, u2, u3, u4)", self.apply,
+                                     (0.0, ctx.x[i].copy(), ctx.k[i].copy(), ctx.chi[i].copy(), int(ctx.band[i]),
+                                      self.params, 0.5, 0.5, 0.5, 0.5))
+            if isinstance(nbnew, (bool, np.bool_)) or not isinstance(nbnew, (int, np.integer)):
+                raise TypeError(f"UserChannel {self.name!r}: apply returned {nbnew!r} ({type(nbnew).__name__}); it "
+                                f"must return the packet's new band index, an int in 0..{nb - 1}")
         np_ = self.params.size
         rate = inlined(self.rate)
         user_apply = inlined(self.apply)
-        nb = ctx.model.nbands
 
         @kernel
         def apply(t, x, k, chi, band, P, S, pc, key0, key1, pid, ev):

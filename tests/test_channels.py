@@ -697,6 +697,26 @@ def _apply_none(t, x, k, chi, band, p, u1, u2, u3, u4):
 
 
 @numba.njit
+def _apply_short(t, x, k, chi, band, p):  # the wrong signature: four uniforms missing
+    return band
+
+
+@numba.njit
+def _apply_nothing(t, x, k, chi, band, p, u1, u2, u3, u4):  # forgets to return the band
+    k[0] = -k[0]
+
+
+@numba.njit
+def _apply_float_band(t, x, k, chi, band, p, u1, u2, u3, u4):
+    return 1.0
+
+
+@numba.njit
+def _rate_nothing(t, x, k, chi, band, p):
+    x[0] = x[0]
+
+
+@numba.njit
 def _njit_apply(t, x, k, chi, band, P, S, pc, key0, key1, pid, ev):
     return 0, False, band
 
@@ -734,6 +754,16 @@ def test_bad_channel_parameters(make, exc, word):
     (lambda: UserChannel(_rate_nan, _apply_none, majorant=1.0), ValueError, "finite"),
     (lambda: UserChannel(_rate_neg, _apply_none, majorant=1.0), ValueError, ">= 0"),
     (lambda: UserChannel(_rate_big, _apply_none, majorant=1.0), ValueError, "majorant"),
+    # mistakes in the user's own functions: a short message naming the function, before the composed
+    # kernel is compiled (which buried them in numba typing errors)
+    (lambda: UserChannel(_rate_nothing, _apply_none, majorant=1.0), TypeError,
+     r"'user': rate returned None \(NoneType\); it must return the rate as a float"),
+    (lambda: UserChannel(_rate_big, _apply_short, majorant=9.0), TypeError,
+     r"'user': apply\(t, x, k, chi, band, p, u1, u2, u3, u4\) failed when called on its own with "
+     r"\(float, float64\[2\], float64\[2\], complex128\[1\], int, float64\[0\], float, float, float, float\)"),
+    (lambda: UserChannel(_rate_big, _apply_nothing, majorant=9.0), TypeError,
+     r"apply returned None \(NoneType\); it must return the packet's new band index, an int in 0\.\.0"),
+    (lambda: UserChannel(_rate_big, _apply_float_band, majorant=9.0), TypeError, r"apply returned 1\.0 \(float\)"),
     (lambda: _BadChannel([1, 2]), TypeError, "dict"),
     (lambda: _BadChannel({"apply": lambda: 0, "params": [], "majorant": 1.0}), TypeError, "njit"),
     (lambda: _BadChannel({"apply": _njit_apply, "params": [math.nan], "majorant": 1.0}), ValueError, "NaN"),
