@@ -343,6 +343,17 @@ class UserDisorder(Disorder):
             dirs = [np.eye(d)[0], np.ones(d) / math.sqrt(d)] + [u / np.linalg.norm(u) for u in
                                                                  rng.normal(size=(3, d))]
             qs = np.array([s * g * e for e in dirs for g in self._GRID for s in (1.0, -1.0)])
+            # the user's function on its own first: a mistake in it gives one line naming it,
+            # not the typing errors of the loop that evaluates it
+            try:
+                v0 = self.spectrum(np.ascontiguousarray(qs[0]), self.params)
+            except Exception as exc:
+                first = next((ln for ln in str(exc).strip().splitlines() if ln.strip()), type(exc).__name__)
+                raise ValueError(f"UserDisorder: calling spectrum(q, p) on its own with q a float64 array of length "
+                                 f"{d} and p a float64 array of length {self.params.size} failed: {first[:300]}") from None
+            if isinstance(v0, (bool, np.bool_)) or not isinstance(v0, (float, int, np.floating, np.integer)):
+                raise ValueError(f"UserDisorder: spectrum(q, p) returned {v0!r} ({type(v0).__name__}); it must return "
+                                 "R^(q) as a float")
             try:
                 vals = evaluate_spectrum(self, qs)
             except Exception as exc:  # compilation or typing error of the user's function

@@ -667,6 +667,16 @@ def test_side_jump_general_formula_random_gauge(name):
 
 
 @numba.njit
+def _spec_nothing(q, p):  # forgets to return R^(q)
+    q[0] = q[0]
+
+
+@numba.njit
+def _spec_one_arg(q):
+    return 1.0
+
+
+@numba.njit
 def _spec_nan(q, p):
     return math.nan if q[0] > 1.0 else 1.0
 
@@ -742,6 +752,9 @@ class _BadChannel:
     (lambda: ElasticScattering(WhiteNoiseDisorder(0.1), majorant=-1.0), ValueError, "majorant"),
     (lambda: UserDisorder(_spec_nan, dim=2), ValueError, "NaN"),
     (lambda: UserDisorder(_spec_neg, dim=2), ValueError, "negative"),
+    (lambda: UserDisorder(_spec_nothing, dim=2), ValueError, r"spectrum\(q, p\) returned None \(NoneType\)"),
+    (lambda: UserDisorder(_spec_one_arg, dim=2), ValueError,
+     r"calling spectrum\(q, p\) on its own with q a float64 array of length 2 .* too many arguments"),
     (lambda: UserChannel(_rate_nan, _apply_none, majorant=-1.0), ValueError, "majorant"),
     (lambda: UserChannel(lambda *a: 0.0, _apply_none, majorant=1.0), TypeError, "njit"),
 ])
