@@ -22,6 +22,7 @@ from .context import make_context
 from . import compile_cache, rng, scratch
 from .driver_cpu import build_advance, compose_tally, tree_reduce
 from .eom import make_adaptive_advance, make_adiabatic_step, make_coherent_step, make_coherent_step2
+from .units import Q
 from .field import Field
 from .packet import compose_channels, first_clock, make_packet_finish, make_packet_kernels
 from .plugins import BuildContext, plugin_key
@@ -34,6 +35,10 @@ from .variant import Variant
 DYNAMICS = ("coherent", "adiabatic")
 INTEGRATORS = ("rk4", "adaptive")
 ON_FLAG = ("warn", "raise", "ignore")
+#: largest dt * omega_c of a fixed-step adiabatic run in B: the RK4 step of a cyclotron orbit keeps
+#: |k - k_c|^2 (the energy of a parabolic band) to (dt omega_c)^6/72 = 3.4e-6 and the phase to
+#: (dt omega_c)^5/120 = 8e-6 per step
+CYCLOTRON_STEP = 0.25
 BACKENDS = ("cpu", "cuda", "auto")
 
 _KERNEL_CACHE = {}
@@ -267,11 +272,22 @@ class Simulation:
         return resolved
 
     def _check_time_step(self):
-        """Refuse dt when dt * (band spread) > 1 at the ensemble's initial states."""
-        if self.model.nbands < 2 or self.dynamics != "coherent" or self.integrator == "adaptive":
+        """Refuse a fixed dt the ensemble's initial states show to be too large.
+
+        Coherent dynamics: dt * (band spread) <= 1 rad of inter-band phase per step.  Adiabatic
+        dynamics in a magnetic field: dt * omega_c <= :data:`CYCLOTRON_STEP`, where omega_c =
+        |q| |B| ||d^2 eps_n / dk^2|| is the largest cyclotron frequency of the packets' orbits
+        (|q| B / m* for a parabolic band; the Hessian by central differences of the band
+        energies, its spectral norm, the largest over a sample of the ensemble).
+        """
+        if self.integrator == "adaptive":
             return  # adaptive: dt is only the first step
         sel = np.flatnonzero(self.status == st.OK)
         if sel.size == 0:
+            return
+        if self.dynamics == "adiabatic" and self.field.has_B:
+            self._check_cyclotron_step(sel[:: max(1, sel.size // 512)])
+        if self.model.nbands < 2 or self.dynamics != "coherent":
             return
         sel = sel[:: max(1, sel.size // 4096)]
         w = self.model.energies(self.k[sel], self.x[sel])
@@ -280,6 +296,36 @@ class Simulation:
             raise ValueError(f"dt = {self.dt:g} is too large for the band spread {spread:.4g} of this ensemble "
                              f"(phase advance dt*spread = {self.dt * spread:.3g} rad per step > 1); "
                              f"use dt <= {_round_down(1.0 / spread)} (or integrator='adaptive')")
+
+    def _check_cyclotron_step(self, sel):
+        k, x, band = self.k[sel], self.x[sel], self.band[sel]
+        d = k.shape[1]
+        rows = np.arange(sel.size)
+        scale = max(1.0, float(np.max(np.abs(k))))
+        h = 1e-4 * scale
+
+        def eps(dk):
+            return self.model.energies(k + dk, x)[rows, band]
+
+        hess = np.empty((sel.size, d, d))
+        e0 = eps(np.zeros(d))
+        for a in range(d):
+            ea = np.zeros(d)
+            ea[a] = h
+            hess[:, a, a] = (eps(ea) - 2 * e0 + eps(-ea)) / h ** 2
+            for b in range(a + 1, d):
+                eb = np.zeros(d)
+                eb[b] = h
+                mixed = eps(ea + eb) - eps(ea - eb) - eps(eb - ea) + eps(-ea - eb)
+                hess[:, a, b] = hess[:, b, a] = mixed / (4 * h * h)
+        curv = np.max(np.abs(np.linalg.eigvalsh(hess)), axis=1)
+        omega = float(np.max(np.abs(Q) * np.linalg.norm(self.field.B) * curv))
+        if np.isfinite(omega) and self.dt * omega > CYCLOTRON_STEP:
+            raise ValueError(f"dt = {self.dt:g} is too large for the cyclotron frequency {omega:.4g} of this ensemble "
+                             f"in B = {self.field.B.tolist()} (dt*omega_c = {self.dt * omega:.3g} > {CYCLOTRON_STEP}: "
+                             f"the fourth-order step would change each packet's energy by about "
+                             f"(dt omega_c)^6/72 = {(self.dt * omega) ** 6 / 72:.2g} per step); use dt <= "
+                             f"{_round_down(CYCLOTRON_STEP / omega)} (or integrator='adaptive')")
 
     def _build(self):
         model, field = self.model, self.field
@@ -590,8 +636,9 @@ class Simulation:
         from .plugins import describe
         from .result import pid_ranges
         meta = {"started": self.started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "git_revision": git_revision(), "ensemble": self._ensemble_info,"model": self.model.describe(), "field": self.field.describe(), "dynamics": self.dynamics,
-                "integrator": self.integrator, "manifold": self.manifold, "dt": self.dt, "tol": self.tol, "backend": self.backend,
+                "git_revision": git_revision(), "ensemble": self._ensemble_info, "model": self.model.describe(),
+                "field": self.field.describe(), "dynamics": self.dynamics, "integrator": self.integrator,
+                "manifold": self.manifold, "dt": self.dt, "tol": self.tol, "backend": self.backend,
                 "device": self.device, "threads": numba.get_num_threads(), "n_packets": n_packets,
                 "seed": self.seed, "packet_steps": self.packet_steps, "nbatch": self.nbatch, "shard": self.shard,
                 "versions": _versions(),

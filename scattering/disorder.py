@@ -350,7 +350,8 @@ class UserDisorder(Disorder):
             except Exception as exc:
                 first = next((ln for ln in str(exc).strip().splitlines() if ln.strip()), type(exc).__name__)
                 raise ValueError(f"UserDisorder: calling spectrum(q, p) on its own with q a float64 array of length "
-                                 f"{d} and p a float64 array of length {self.params.size} failed: {first[:300]}") from None
+                                 f"{d} and p a float64 array of length {self.params.size} failed: "
+                                 f"{first[:300]}") from None
             if isinstance(v0, (bool, np.bool_)) or not isinstance(v0, (float, int, np.floating, np.integer)):
                 raise ValueError(f"UserDisorder: spectrum(q, p) returned {v0!r} ({type(v0).__name__}); it must return "
                                  "R^(q) as a float")

@@ -305,6 +305,33 @@ def test_cyclotron_orbit_of_parabolic_band():
     np.testing.assert_allclose(sim.x, x0, rtol=0, atol=1e-7)
 
 
+def test_adiabatic_time_step_refused_for_the_cyclotron_frequency():
+    """dt * omega_c > 0.25 is refused before work, with the dt that would do; that dt keeps the energy.
+
+    Parabolic band, m* = 1, B = 1: omega_c = 1.  With dt = 2 every packet used to end an orbit at
+    energy 7e-5 instead of 0.499, flagged 'ok'.  At the suggested dt = 0.249: the orbit is a linear
+    rotation of k, so n RK4 steps multiply the energy by exactly |R(i omega dt)|^(2n), R(z) = 1 + z +
+    z^2/2 + z^3/6 + z^4/24 (about 1 - n (dt omega)^6/72 = 1 - 8.3e-4 for 10 periods); compared to
+    round-off.
+    """
+    par = models.Parabolic(effective_mass=1.0, dim=2)
+    k0 = np.array([[0.999, 0.0], [0.3, -0.4]])
+    ens = Ensemble.from_arrays(par, np.zeros((2, 2)), k0, band=0, seed=1)
+    field = Field(B=1.0, dim=2)
+    for dt in (2.0, 0.3):  # (omega_c from finite differences is 1 to ~1e-8: the suggestion rounds down)
+        with pytest.raises(ValueError, match=r"cyclotron frequency 1 of this ensemble .* use dt <= 0\.249 "):
+            make_sim(par, ens, field, "adiabatic", dt=dt, observables=OBS_SMALL)
+    dt = 0.249
+    sim = make_sim(par, ens, field, "adiabatic", dt=dt, observables=OBS_SMALL)
+    e0 = par.energies(sim.k)[:, 0]
+    sim.run(253 * dt, record_every=253 * dt)  # 10 periods 2 pi
+    e1 = par.energies(sim.k)[:, 0]
+    z = 1j * dt
+    gain = abs(1 + z + z ** 2 / 2 + z ** 3 / 6 + z ** 4 / 24) ** (2 * 253)
+    np.testing.assert_allclose(e1 / e0, gain, rtol=1e-10)
+    assert 1 - gain < 1e-3
+
+
 def test_liouville_with_phase_space_density():
     """D(t) det J(t) = D(0) along the adiabatic flow with B, E, orbital moment (Wong & Tserkovnyak 2021, Eq. 37).
 
