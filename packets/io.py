@@ -30,8 +30,19 @@ observables, options) needed to rebuild the Simulation.  It is written to
 the final name.  A SHA-256 checksum over every dataset and the configuration
 is stored and verified on load: a truncated or corrupted file raises
 :class:`CheckpointError` and is never silently used.
+
+The configuration is a Python pickle (it holds the model's and channels'
+compiled functions, the user's own included), and unpickling a file from an
+untrusted source can run arbitrary code.  So a checkpoint is also signed: an
+HMAC-SHA256 of its checksum under a key private to the user who wrote it
+(:func:`checkpoint_key_path`: ``$PACKETS_CHECKPOINT_KEY``, else
+``$XDG_CONFIG_HOME/packets/checkpoint.key``, created with mode 0600 on first
+use).  A checkpoint whose signature this user's key verifies is loaded as
+before; any other (written by someone else, on another machine, or altered
+and re-checksummed) is refused unless the caller passes ``trusted=True``.
 """
 import hashlib
+import hmac
 import json
 import os
 import pickle
@@ -211,6 +222,46 @@ def _digest(arrays, config_bytes, scalars_json):
     return h.hexdigest()
 
 
+ENV_KEY = "PACKETS_CHECKPOINT_KEY"
+
+
+def checkpoint_key_path():
+    """Path of this user's checkpoint signing key (``$PACKETS_CHECKPOINT_KEY`` or the config dir)."""
+    v = os.environ.get(ENV_KEY)
+    if v:
+        return os.path.abspath(os.path.expanduser(v))
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(base, "packets", "checkpoint.key")
+
+
+def _checkpoint_key(create):
+    """The key bytes, created (32 random bytes, mode 0600) when ``create`` and missing; None if unavailable."""
+    path = checkpoint_key_path()
+    try:
+        with open(path, "rb") as f:
+            key = f.read()
+        if len(key) >= 32:
+            return key
+    except OSError:
+        pass
+    if not create:
+        return None
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(os.urandom(32))
+    except FileExistsError:  # another process created it meanwhile
+        pass
+    except OSError:
+        return None
+    return _checkpoint_key(create=False)
+
+
+def _signature(key, digest):
+    return hmac.new(key, digest.encode(), hashlib.sha256).hexdigest()
+
+
 def write_checkpoint(path, arrays, config, scalars):
     """Write a checkpoint atomically with a SHA-256 checksum.
 
@@ -230,17 +281,24 @@ def write_checkpoint(path, arrays, config, scalars):
         f.create_dataset("config", data=np.frombuffer(config_bytes, dtype=np.uint8), **_COMP)
         f.attrs["scalars"] = sj
         f.attrs["sha256"] = digest
+        if key is not None:
+            f.attrs["hmac_sha256"] = _signature(key, digest)
 
+    key = _checkpoint_key(create=True)
     return _atomic_write(path, writer)
 
 
-def read_checkpoint(path):
+def read_checkpoint(path, trusted=False):
     """Read and verify a checkpoint; returns (arrays, config, scalars).
+
+    ``trusted``: unpickle the configuration even when this user's key does not
+    verify the file's signature (module docstring: only for files you trust).
 
     Raises
     ------
     CheckpointError
-        Missing, unreadable (e.g. truncated), wrong format, or checksum mismatch.
+        Missing, unreadable (e.g. truncated), wrong format, checksum mismatch,
+        or (unless ``trusted``) a signature this user's key does not verify.
     """
     import h5py
 
@@ -254,6 +312,7 @@ def read_checkpoint(path):
             config_bytes = f["config"][...].tobytes()
             sj = f.attrs["scalars"]
             digest = f.attrs["sha256"]
+            signature = f.attrs.get("hmac_sha256")
     except CheckpointError:
         raise
     except Exception as exc:  # h5py raises OSError/KeyError/ValueError on damaged files
@@ -261,6 +320,14 @@ def read_checkpoint(path):
     if _digest(arrays, config_bytes, sj) != digest:
         raise CheckpointError(f"checkpoint {path} fails its SHA-256 checksum: the file is corrupted; "
                               "do not resume from it (use an earlier checkpoint or restart the run)")
+    if not trusted:
+        key = _checkpoint_key(create=False)
+        if key is None or signature is None or not hmac.compare_digest(_signature(key, digest), str(signature)):
+            raise CheckpointError(
+                f"checkpoint {path} is not signed by this user's checkpoint key ({checkpoint_key_path()}): it was "
+                "written by someone else, on another machine, or altered. Its configuration is a Python pickle, and "
+                "unpickling a file from an untrusted source can run arbitrary code; if you trust this file, resume "
+                "with Simulation.resume(path, trusted=True)")
     try:
         config = pickle.loads(config_bytes)
     except Exception as exc:

@@ -752,16 +752,18 @@ class Simulation:
         return write_checkpoint(path, arrays, self.spec, scalars)
 
     @classmethod
-    def resume(cls, path, progress=None, on_flag="warn"):
+    def resume(cls, path, progress=None, on_flag="warn", trusted=False):
         """Rebuild a Simulation from a checkpoint written by :meth:`checkpoint`.
 
         The packet state, time, records and random streams are restored, so
         ``Simulation.resume(path).run()`` finishes the interrupted run and gives
-        exactly the result of an uninterrupted one.
+        exactly the result of an uninterrupted one.  The stored configuration
+        is a pickle: a checkpoint not signed with this user's key (written
+        elsewhere) is refused unless ``trusted=True`` (:mod:`packets.io`).
         """
         from .io import read_checkpoint
 
-        arrays, spec, scalars = read_checkpoint(path)
+        arrays, spec, scalars = read_checkpoint(path, trusted=trusted)
         n = arrays["x"].shape[0]
         state = {name: arrays[name] for name in STATE_NAMES if name in arrays}
         sim = cls.from_state(spec, state, t=scalars["t"], packet_steps=scalars["packet_steps"],

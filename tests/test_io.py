@@ -472,6 +472,35 @@ def test_checksum_catches_valid_but_altered_data(good_checkpoint, tmp_path):
         Simulation.resume(str(q2))
 
 
+def test_checkpoint_not_signed_by_this_user_needs_trusted(good_checkpoint, tmp_path, monkeypatch):
+    """The configuration is a pickle: a checkpoint this user's key did not sign is refused before it is
+    unpickled (another user's file, or one altered and given a fresh checksum); trusted=True loads it."""
+    p, s = good_checkpoint
+    # altered, with a valid new checksum: only the signature can tell
+    q = tmp_path / "rechecksummed.h5"
+    shutil.copy(p, q)
+    with h5py.File(q, "r+") as f:
+        k = f["arrays/k"][...]
+        k[7, 1] = np.nextafter(k[7, 1], np.inf)
+        f["arrays/k"][...] = k
+        arrays = {name: f["arrays"][name][...] for name in f["arrays"]}
+        f.attrs["sha256"] = pio._digest(arrays, f["config"][...].tobytes(), f.attrs["scalars"])
+    with pytest.raises(pio.CheckpointError, match="not signed by this user's checkpoint key"):
+        Simulation.resume(str(q), progress=False)
+    # another user: their key is not ours
+    monkeypatch.setenv(pio.ENV_KEY, str(tmp_path / "another_user.key"))
+    with pytest.raises(pio.CheckpointError, match=r"not signed .*arbitrary code.*trusted=True"):
+        Simulation.resume(p, progress=False)
+    r = Simulation.resume(p, progress=False, trusted=True)
+    assert r.t == s.t
+    assert_same_state(r, s)
+    # a checkpoint written under that key is theirs to load without the opt-in
+    q2 = str(tmp_path / "theirs.h5")
+    r.checkpoint(q2)
+    assert os.stat(pio.checkpoint_key_path()).st_mode & 0o777 == 0o600
+    assert_same_state(Simulation.resume(q2, progress=False), s)
+
+
 def test_truncated_wrong_format_missing(good_checkpoint, base, tmp_path):
     p, _ = good_checkpoint
     bad = _copy_with(tmp_path, p, "trunc.h5", lambda d: d[: len(d) // 2])
