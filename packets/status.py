@@ -9,8 +9,9 @@ codes below) and ``source(code)`` (``code // SOURCE_STRIDE``), what flagged
 the packet: ``SOURCE_DYNAMICS`` (0: the equations of motion and the checks
 at the end of every record interval), ``c + 1`` for event channel c (an
 error it returned, or a non-finite state it left), or ``SOURCE_INITIAL``
-(rejected in the initial state).  The ``SOURCE_*`` constants are not status
-codes (``packets.ensemble.STATUS`` lists the reasons only).  A plain reason is thus a packet flagged by the dynamics.
+(rejected in the initial state); up to 254 channels are told apart.  A plain
+reason is thus a packet flagged by the dynamics.  The ``SOURCE_*`` constants
+are not status codes (``packets.ensemble.STATUS`` lists the reasons only).
 """
 OK = 0
 #: a coordinate, momentum or amplitude became NaN or infinite
