@@ -342,6 +342,9 @@ class Simulation:
             okeys.append((plugin_key(o, kern), nc, tuple(shape)))
             offsets.append(off)
             off += nc
+        if len(self.channels) > st.SOURCE_INITIAL - 1:
+            raise ValueError(f"at most {st.SOURCE_INITIAL - 1} channels (status values name the channel that flagged "
+                             f"a packet), got {len(self.channels)}")
         applies, clens, pcs, gmax, ckeys, resolved = [], [], [], [], [], []
         names = set(layout)
         for ch in self.channels:
