@@ -77,6 +77,15 @@ def _spec_differences(a, b, keys=MERGE_SPEC):
     return [k for k in keys if a.meta.get(k) != b.meta.get(k)]
 
 
+def _sum_counts(results):
+    """The status counts of several results added per status."""
+    out = {}
+    for r in results:
+        for k, v in r.status_counts.items():
+            out[k] = out.get(k, 0) + v
+    return out
+
+
 def _check_same_records(a, b):
     if a.layout.keys() != b.layout.keys() or a._sums.shape != b._sums.shape:
         raise ValueError("results have different observables or shapes and cannot be combined")
@@ -246,9 +255,7 @@ class Result:
                              "independently both number their packets from 0, and their sum doubles every "
                              "density); combine independent runs with Result.replicas([r1, r2]), which averages "
                              "them, or give the parts disjoint ids (Ensemble.subset of one ensemble)")
-        sc = dict(self.status_counts)
-        for k_, v_ in other.status_counts.items():
-            sc[k_] = sc.get(k_, 0) + v_
+        sc = _sum_counts([self, other])
         meta = dict(self.meta)
         meta["merged"] = meta.get("merged", 1) + other.meta.get("merged", 1)
         meta["pid_ranges"] = _union(ra, rb)
@@ -298,10 +305,7 @@ class Result:
         R = len(results)
         sums = np.concatenate([r._sums for r in results], axis=1) / R
         counts = np.concatenate([r.counts for r in results], axis=1)
-        sc = {}
-        for r in results:
-            for k_, v_ in r.status_counts.items():
-                sc[k_] = sc.get(k_, 0) + v_
+        sc = _sum_counts(results)
         meta = dict(first.meta)
         meta["replicas"] = R
         meta["replica_seeds"] = [list(ident) for ident in seen]

@@ -558,7 +558,7 @@ class Simulation:
                     if bar is not None:
                         bar.close()
                     self.wall_time = time.time() - wall0
-                    raise st.FlaggedPacketsError(self._flag_report(ok_before, self.status, self.weight))
+                    self._report_flags(ok_before, self.status, self.weight)  # raises
         if bar is not None:
             bar.close()
         self._sync()
@@ -574,25 +574,24 @@ class Simulation:
         c = src - 1
         return f"channel {self.channel_names[c]!r}" if 0 <= c < len(self.channel_names) else f"source {src}"
 
+    @staticmethod
+    def _flag_groups(status):
+        """``(reason, source, count)`` of the flagged status values in ``status``."""
+        values, num = np.unique(status[status != st.OK], return_counts=True)
+        return [(int(st.reason(v)), int(st.source(v)), int(m)) for v, m in zip(values, num)]
+
     def _flag_counts(self, status):
         """{reason name: {source name: count}} of the flagged packets in ``status``."""
         out = {}
-        bad = status[status != st.OK]
-        codes, num = np.unique(bad, return_counts=True)
-        for c, m in zip(codes, num):
-            r = st.NAMES.get(int(st.reason(c)), str(int(st.reason(c))))
-            src = self._source_name(int(st.source(c)))
-            out.setdefault(r, {})[src] = out.get(r, {}).get(src, 0) + int(m)
+        for r, src, m in self._flag_groups(status):
+            out.setdefault(st.NAMES.get(r, str(r)), {})[self._source_name(src)] = m
         return out
 
     def _flag_report(self, ok_before, status, weight):
         """The message of :class:`packets.status.FlaggedPacketsWarning` for packets flagged since ``ok_before``."""
         new = ok_before & (status != st.OK)
-        n_new = int(new.sum())
         parts = []
-        for c in np.unique(status[new]):
-            m = int(np.sum(status[new] == c))
-            r, src = int(st.reason(c)), int(st.source(c))
+        for r, src, m in self._flag_groups(status[new]):
             txt = f"{m} {st.NAMES.get(r, str(r))} ({self._source_name(src)})"
             ch = src - 1
             if r == st.MAJORANT and src != st.SOURCE_INITIAL and 0 <= ch < len(self.channels):
@@ -601,15 +600,12 @@ class Simulation:
                         "pass a larger majorant= (a bound above every rate the packets meet: a larger one costs "
                         "only null collisions, never accuracy)")
             parts.append(txt)
+        lost = ""
         if weight is not None:
             w = np.abs(weight)
-            tot = w.sum()
-            lost = f"{w[new].sum() / tot:.3g}" if tot > 0 else "nan"
-            lost = f", {lost} of the ensemble weight"
-        else:
-            lost = ""
-        return (f"{n_new} of {status.size} packets were flagged in this run and are no longer tallied{lost}: "
-                + "; ".join(parts) + ". Simulation.flagged lists them and Result.flags counts them; "
+            lost = f", {w[new].sum() / w.sum():.3g} of the ensemble weight" if w.sum() > 0 else ""
+        return (f"{int(new.sum())} of {status.size} packets were flagged in this run and are no longer tallied"
+                f"{lost}: " + "; ".join(parts) + ". Simulation.flagged lists them and Result.flags counts them; "
                 "Simulation(..., on_flag='raise') stops at the first record interval that flags any.")
 
     def _report_flags(self, ok_before, status, weight):
